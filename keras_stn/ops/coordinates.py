@@ -1,0 +1,80 @@
+"""From normalised grid coordinates to pixel indices, with padding modes.
+
+Convention (PyTorch's `grid_sample`): a coordinate `x` in `[-1, 1]` spans the
+image width. With `align_corners=True`, -1 and 1 are the centres of the first
+and last pixels: `i = (x + 1) / 2 * (W - 1)`. With `align_corners=False`,
+they are the outer edges of those pixels: `i = ((x + 1) * W - 1) / 2`.
+"""
+
+from keras import ops
+
+PADDING_MODES = ("zeros", "border", "reflection")
+
+
+def unnormalize(coord, size, align_corners):
+    """Maps normalised coordinates to pixel indices.
+
+    Args:
+        coord: float tensor of any shape, normalised coordinates.
+        size: int or scalar tensor, the number of pixels along the axis.
+        align_corners: bool, see the module docstring.
+    Returns:
+        `(index, d_index_d_coord)`: float tensor like `coord` and a scalar.
+    """
+    size = ops.cast(size, coord.dtype)
+    if align_corners:
+        scale = (size - 1.0) / 2.0
+        return (coord + 1.0) * scale, scale
+    scale = size / 2.0
+    return ((coord + 1.0) * size - 1.0) / 2.0, scale
+
+
+def _reflect(index, size, align_corners):
+    """Reflects `index` into the image, as PyTorch's `reflect_coordinates`.
+
+    The reflection axis is the centre of the border pixels
+    (`align_corners=True`) or their outer edges (`False`). Returns the
+    reflected index and its derivative, +1 or -1 (0 for a 1-pixel axis with
+    `align_corners=True`, where every index reflects to 0).
+    """
+    low = 0.0 if align_corners else -0.5
+    span = size - 1.0 if align_corners else size
+    shifted = index - low
+    sign = ops.where(shifted < 0, -1.0, 1.0)
+    shifted = ops.abs(shifted)
+    safe_span = ops.maximum(span, 1.0)
+    flips = ops.floor(shifted / safe_span)
+    extra = ops.mod(shifted, safe_span)
+    even = ops.equal(ops.mod(flips, 2.0), 0.0)
+    reflected = ops.where(even, extra + low, span - extra + low)
+    derivative = ops.where(even, sign, -sign)
+    degenerate = span <= 0
+    reflected = ops.where(degenerate, ops.zeros_like(index), reflected)
+    derivative = ops.where(degenerate, ops.zeros_like(index), derivative)
+    return ops.cast(reflected, index.dtype), ops.cast(derivative, index.dtype)
+
+
+def apply_padding(index, size, padding_mode, align_corners):
+    """Applies `padding_mode` to pixel indices.
+
+    `"zeros"` leaves them as they are (taps outside read zero). `"border"`
+    clips them to `[0, size - 1]`; `"reflection"` reflects them first. As in
+    PyTorch, the derivative of the clip is 0 at and beyond the border.
+
+    Args:
+        index: float tensor, pixel indices.
+        size: int or scalar tensor.
+        padding_mode: one of `PADDING_MODES`.
+        align_corners: bool.
+    Returns:
+        `(index, d_out_d_index)`, both float tensors like `index`.
+    """
+    derivative = ops.ones_like(index)
+    if padding_mode == "zeros":
+        return index, derivative
+    size = ops.cast(size, index.dtype)
+    if padding_mode == "reflection":
+        index, derivative = _reflect(index, size, align_corners)
+    inside = ops.logical_and(index > 0, index < size - 1.0)
+    derivative = ops.where(inside, derivative, ops.zeros_like(derivative))
+    return ops.clip(index, 0.0, size - 1.0), derivative

@@ -1,0 +1,176 @@
+"""Sampling grids from matrices: affine (2x3) and projective (3x3).
+
+Convention: a grid is `(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`;
+theta maps output points to input sampling points (the paper's T_theta),
+with `align_corners` placing the output pixel centres as PyTorch's
+`affine_grid` does.
+"""
+
+import functools
+
+import numpy as np
+from keras import ops
+
+from keras_stn.ops import _checks
+
+# |w| below this is replaced by +-_W_EPSILON in the projective divide.
+W_EPSILON = 1e-6
+
+
+def _axis_coordinates(n, align_corners):
+    """Normalised centres of `n` pixels, float64 `(n,)` (0 for one pixel)."""
+    if n == 1:
+        return np.zeros((1,))
+    if align_corners:
+        return np.linspace(-1.0, 1.0, n)
+    return (2.0 * np.arange(n) + 1.0) / n - 1.0
+
+
+@functools.lru_cache(maxsize=64)
+def base_grid_numpy(size, align_corners):
+    """The identity grid in homogeneous form, float64 `(H * W, 3)` rows
+    `(x, y, 1)`, row-major over `(H, W)`."""
+    height, width = size
+    y, x = np.meshgrid(
+        _axis_coordinates(height, align_corners),
+        _axis_coordinates(width, align_corners),
+        indexing="ij",
+    )
+    points = np.stack([x, y, np.ones_like(x)], axis=-1).reshape(-1, 3)
+    points.setflags(write=False)
+    return points
+
+
+def identity_grid(size, batch_size=1, align_corners=False, dtype="float32"):
+    """The grid that samples each output pixel at its own place.
+
+    Args:
+        size: `(H_out, W_out)`.
+        batch_size: int.
+        align_corners: bool.
+    Returns:
+        Tensor `(batch_size, H_out, W_out, 2)`.
+    """
+    size = _checks.check_size(size)
+    points = base_grid_numpy(size, bool(align_corners))[:, :2]
+    grid = ops.convert_to_tensor(points.reshape(*size, 2), dtype=dtype)
+    return ops.repeat(grid[None], batch_size, axis=0)
+
+
+def _matrix_theta(theta, rows, num_params, name, form):
+    """Returns theta as float `(B, rows, 3)`, from that shape or flat."""
+    theta = _checks.as_float_tensor(theta, name)
+    _checks.check_rank(theta, (2, 3), name, form)
+    if len(theta.shape) == 2:
+        _checks.check_last_dim(theta, num_params, name, form)
+        if num_params == 8:
+            ones = ops.ones_like(theta[:, :1])
+            theta = ops.concatenate([theta, ones], axis=-1)
+        return ops.reshape(theta, (-1, rows, 3))
+    if tuple(theta.shape[1:]) != (rows, 3):
+        raise ValueError(
+            f"`{name}` must have shape {form}. Received: {name}.shape="
+            f"{tuple(theta.shape)}"
+        )
+    return theta
+
+
+def affine_grid(theta, size, align_corners=False):
+    """Maps the output pixel grid through 2x3 affine matrices.
+
+    `grid[b, i, j] = theta[b] @ (x_j, y_i, 1)`. The gradient is hand-written:
+    `d theta[b] = sum_ij d grid[b, i, j] (x_j, y_i, 1)^T`, one matmul.
+    Convention: theta maps output points to input points, in normalised
+    coordinates, as PyTorch's `affine_grid`.
+
+    Args:
+        theta: float tensor `(B, 2, 3)` or `(B, 6)` (row-major).
+        size: `(H_out, W_out)`, two positive ints.
+        align_corners: bool. Defaults to `False`.
+    Returns:
+        Tensor `(B, H_out, W_out, 2)` of `(x, y)` sampling points, in the
+        dtype of theta (float32 for float16/bfloat16 theta).
+    Raises:
+        ValueError: if theta's shape or `size` is malformed.
+
+    Example:
+    >>> import numpy as np
+    >>> theta = np.array([[1, 0, 0, 0, 1, 0]], dtype="float32")
+    >>> affine_grid(theta, (1, 3), align_corners=True)[0, 0, :, 0].numpy()
+    array([-1.,  0.,  1.], dtype=float32)
+    """
+    size = _checks.check_size(size)
+    theta = _matrix_theta(theta, 2, 6, "theta", "(B, 2, 3) or (B, 6)")
+    theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    base = ops.convert_to_tensor(
+        base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
+    )
+
+    @ops.custom_gradient
+    def _affine(theta):
+        points = ops.einsum("pk,bik->bpi", base, theta)
+
+        def _affine_grid_grad(*args, upstream=None):
+            """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
+            upstream = args[0] if upstream is None else upstream
+            return ops.einsum("bpi,pk->bik", upstream, base)
+
+        return points, _affine_grid_grad
+
+    return ops.reshape(_affine(theta), (-1, *size, 2))
+
+
+def projective_grid(theta, size, align_corners=False):
+    """Maps the output pixel grid through 3x3 homographies.
+
+    `(u, v, w) = theta[b] @ (x, y, 1)`, sampling point `(u / w, v / w)`.
+    Where `|w| < W_EPSILON` (the point maps to infinity), `w` is replaced by
+    `W_EPSILON` with its sign (+ for 0): the point lands far outside the
+    image, finite, and its gradient w.r.t. that `w` is zero. NaN in theta
+    gives NaN points, which the samplers read as zeros with zero gradient.
+    The gradient is hand-written: with `p = (x, y, 1)`,
+    `d (u/w) / d row0 = p / w`, `d (u/w) / d row2 = -u p / w^2`, likewise v.
+
+    Args:
+        theta: float tensor `(B, 3, 3)` or `(B, 8)` (row-major, the ninth
+            entry fixed to 1).
+        size: `(H_out, W_out)`.
+        align_corners: bool. Defaults to `False`.
+    Returns:
+        Tensor `(B, H_out, W_out, 2)`.
+    Raises:
+        ValueError: if theta's shape or `size` is malformed.
+    """
+    size = _checks.check_size(size)
+    theta = _matrix_theta(theta, 3, 8, "theta", "(B, 3, 3) or (B, 8)")
+    theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    base = ops.convert_to_tensor(
+        base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
+    )
+
+    def _project(theta):
+        uvw = ops.einsum("pk,bik->bpi", base, theta)
+        w = uvw[..., 2:]
+        small = ops.abs(w) < W_EPSILON
+        safe_w = ops.where(
+            small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w
+        )
+        return uvw[..., :2], ops.cast(safe_w, theta.dtype), small
+
+    @ops.custom_gradient
+    def _projective(theta):
+        uv, w, _ = _project(theta)
+
+        def _projective_grid_grad(*args, upstream=None):
+            """Quotient rule, d w = 0 where w was clamped (see above)."""
+            upstream = args[0] if upstream is None else upstream
+            uv, w, small = _project(theta)
+            g_uv = upstream / w
+            g_w = -ops.sum(upstream * uv, axis=-1, keepdims=True) / (w * w)
+            g_w = ops.where(small, ops.zeros_like(g_w), g_w)
+            g_uvw = ops.concatenate([g_uv, g_w], axis=-1)
+            return ops.einsum("bpi,pk->bik", g_uvw, base)
+
+        return uv / w, _projective_grid_grad
+
+    return ops.reshape(_projective(theta), (-1, *size, 2))
