@@ -1,4 +1,4 @@
-"""The two primitives whose fastest form differs between backends.
+"""The primitives whose fastest or exact form differs between backends.
 
 Everything else in `keras_stn.ops` is written with `keras.ops`. Rows are
 gathered and scatter-added along axis 0 of a 2-D table: `tf.gather` and
@@ -45,3 +45,16 @@ def scatter_add_rows(updates, indices, num_rows):
 
         return tf.math.unsorted_segment_sum(updates, indices, num_rows)
     return ops.segment_sum(updates, indices, num_segments=num_rows)
+
+
+def cos_sin(angle):
+    """Returns `(cos(angle), sin(angle))` in the dtype of `angle`.
+
+    Keras' JAX `cos`/`sin` compute float64 input in float32; jax.numpy's
+    keep it.
+    """
+    if keras.backend.backend() == "jax":
+        import jax.numpy as jnp
+
+        return jnp.cos(angle), jnp.sin(angle)
+    return ops.cos(angle), ops.sin(angle)

@@ -17,6 +17,34 @@ from keras_stn.ops import _checks
 W_EPSILON = 1e-6
 
 
+def guard_non_finite(theta):
+    """Identity on theta whose gradient is zero for non-finite samples.
+
+    A sample with NaN or inf anywhere in its parameters samples zeros; its
+    upstream gradient, computed through `cos(nan)` and the like, would be
+    NaN and would reach the shared localization weights, poisoning the whole
+    batch. This zeroes it, so only that sample stops learning.
+
+    Args:
+        theta: float tensor `(B, ...)`.
+    Returns:
+        theta, unchanged.
+    """
+
+    @ops.custom_gradient
+    def _guard(theta):
+        def _guard_grad(*args, upstream=None):
+            """d theta = upstream where the sample is finite, else 0."""
+            upstream = args[0] if upstream is None else upstream
+            axes = tuple(range(1, len(theta.shape)))
+            finite = ops.all(ops.isfinite(theta), axis=axes, keepdims=True)
+            return ops.where(finite, upstream, ops.zeros_like(upstream))
+
+        return ops.copy(theta), _guard_grad
+
+    return _guard(theta)
+
+
 def _axis_coordinates(n, align_corners):
     """Normalised centres of `n` pixels, float64 `(n,)` (0 for one pixel)."""
     if n == 1:
@@ -101,7 +129,9 @@ def affine_grid(theta, size, align_corners=False):
     """
     size = _checks.check_size(size)
     theta = _matrix_theta(theta, 2, 6, "theta", "(B, 2, 3) or (B, 6)")
-    theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    theta = guard_non_finite(
+        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    )
     base = ops.convert_to_tensor(
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
     )
@@ -143,7 +173,9 @@ def projective_grid(theta, size, align_corners=False):
     """
     size = _checks.check_size(size)
     theta = _matrix_theta(theta, 3, 8, "theta", "(B, 3, 3) or (B, 8)")
-    theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    theta = guard_non_finite(
+        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    )
     base = ops.convert_to_tensor(
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
     )

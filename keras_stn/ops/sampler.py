@@ -64,4 +64,5 @@ def sample(
     out = samplers[kernel](images, fine, padding_mode, align_corners)
     channels = images.shape[-1] or ops.shape(images)[-1]
     out = ops.reshape(out, (-1, height, factor, width, factor, channels))
-    return ops.mean(out, axis=(2, 4))
+    # A sum, not ops.mean: Keras' JAX mean drops float64 to float32.
+    return ops.sum(out, axis=(2, 4)) / float(factor * factor)

@@ -143,7 +143,9 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
     _checks.check_last_dim(theta, 2 if len(theta.shape) == 3 else 2 * k,
                            "theta", form)
     theta = ops.reshape(theta, (-1, k, 2))
-    theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    theta = grids.guard_non_finite(
+        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+    )
     key = tuple(control_points.ravel().tolist())
     matrix = ops.convert_to_tensor(
         _grid_matrix(key, size, bool(align_corners)), dtype=theta.dtype

@@ -12,6 +12,7 @@ Convention: theta maps output points to input points, in normalised
 import numpy as np
 from keras import ops
 
+from keras_stn.ops import _backend
 from keras_stn.ops import _checks
 from keras_stn.ops import grids
 from keras_stn.ops import tps
@@ -38,12 +39,17 @@ class Transform:
         )
 
     def check_theta(self, theta):
-        """Returns theta as a float tensor `(B, P)` or raises ValueError."""
+        """Returns theta as a float tensor `(B, P)` or raises ValueError.
+
+        A sample with non-finite parameters gets a zero gradient
+        (`grids.guard_non_finite`) and samples zeros.
+        """
         theta = _checks.as_float_tensor(theta, "theta")
         form = f"(B, {self.num_params}) for transform {self.name!r}"
         _checks.check_rank(theta, 2, "theta", form)
         _checks.check_last_dim(theta, self.num_params, "theta", form)
-        return ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        return grids.guard_non_finite(theta)
 
     def grid(self, theta, size, align_corners=False):
         """The sampling grid `(B, H_out, W_out, 2)` of theta `(B, P)`."""
@@ -83,7 +89,7 @@ class Rigid(Transform):
         return np.zeros(3)
 
     def matrix(self, theta):
-        c, s = ops.cos(theta[:, 0]), ops.sin(theta[:, 0])
+        c, s = _backend.cos_sin(theta[:, 0])
         return _rows([c, -s, theta[:, 1]], [s, c, theta[:, 2]])
 
 
@@ -97,7 +103,8 @@ class Similarity(Transform):
 
     def matrix(self, theta):
         scale = theta[:, 0]
-        c, s = scale * ops.cos(theta[:, 1]), scale * ops.sin(theta[:, 1])
+        c, s = _backend.cos_sin(theta[:, 1])
+        c, s = scale * c, scale * s
         return _rows([c, -s, theta[:, 2]], [s, c, theta[:, 3]])
 
 
