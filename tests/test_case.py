@@ -21,8 +21,9 @@ def assert_close(actual, expected, atol, rtol=0.0, msg=""):
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape, msg)
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol,
-                               err_msg=msg)
+    np.testing.assert_allclose(
+        actual, expected, atol=atol, rtol=rtol, err_msg=msg
+    )
 
 
 def gradients(fn, *inputs, upstream=None):
@@ -56,8 +57,9 @@ def rng(seed=0):
     return np.random.default_rng(seed)
 
 
-def off_kink_grid(generator, shape, size, low=-0.9, high=0.9, margin=0.02,
-                  align_corners=False):
+def off_kink_grid(
+    generator, shape, size, low=-0.9, high=0.9, margin=0.02, align_corners=False
+):
     """Random grid points whose pixel coordinates stay `margin` away from
     integers (the bilinear kernel's kinks), for finite differences."""
     height, width = size

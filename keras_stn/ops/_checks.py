@@ -53,8 +53,8 @@ def check_float(x, name):
     dtype = standardize_dtype(x.dtype)
     if dtype not in _FLOAT_DTYPES:
         raise ValueError(
-            f"`{name}` must be a floating-point tensor ({', '.join(_FLOAT_DTYPES)})"
-            f". Received: {name}.dtype={dtype}"
+            f"`{name}` must be a floating-point tensor "
+            f"({', '.join(_FLOAT_DTYPES)}). Received: {name}.dtype={dtype}"
         )
 
 

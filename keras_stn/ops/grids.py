@@ -184,9 +184,7 @@ def projective_grid(theta, size, align_corners=False):
         uvw = ops.einsum("pk,bik->bpi", base, theta)
         w = uvw[..., 2:]
         small = ops.abs(w) < W_EPSILON
-        safe_w = ops.where(
-            small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w
-        )
+        safe_w = ops.where(small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w)
         return uvw[..., :2], ops.cast(safe_w, theta.dtype), small
 
     @ops.custom_gradient

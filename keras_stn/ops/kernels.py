@@ -7,10 +7,7 @@ and `align_corners`).
 
 from keras import ops
 
-from keras_stn.ops import _backend
-from keras_stn.ops import _checks
-from keras_stn.ops import coordinates
-from keras_stn.ops import sampling
+from keras_stn.ops import _backend, _checks, coordinates, sampling
 
 # The cubic convolution constant PyTorch's bicubic mode uses.
 CUBIC_A = -0.75
@@ -106,7 +103,9 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
     dtype = _checks.compute_dtype(images.dtype, grid.dtype)
     output = _nearest_core(
-        ops.cast(images, dtype), ops.cast(grid, dtype), padding_mode,
+        ops.cast(images, dtype),
+        ops.cast(grid, dtype),
+        padding_mode,
         bool(align_corners),
     )
     return ops.cast(output, images.dtype)
@@ -174,10 +173,14 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
     y0 = ops.stop_gradient(ops.floor(iy))
     wx = _cubic_weights(ix - x0)
     wy = _cubic_weights(iy - y0)
-    cols = [_tap_index(x0 + (k - 1.0), width, padding_mode, align_corners)
-            for k in range(4)]
-    rows = [_tap_index(y0 + (k - 1.0), height, padding_mode, align_corners)
-            for k in range(4)]
+    cols = [
+        _tap_index(x0 + (k - 1.0), width, padding_mode, align_corners)
+        for k in range(4)
+    ]
+    rows = [
+        _tap_index(y0 + (k - 1.0), height, padding_mode, align_corners)
+        for k in range(4)
+    ]
     index = ops.stack(
         [_frame_index(r, c, height, width) for r in rows for c in cols],
         axis=-1,

@@ -49,10 +49,18 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     """
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    x = _pad(_unnormalize(grid[..., 0], width, align_corners), width,
-             padding_mode, align_corners)
-    y = _pad(_unnormalize(grid[..., 1], height, align_corners), height,
-             padding_mode, align_corners)
+    x = _pad(
+        _unnormalize(grid[..., 0], width, align_corners),
+        width,
+        padding_mode,
+        align_corners,
+    )
+    y = _pad(
+        _unnormalize(grid[..., 1], height, align_corners),
+        height,
+        padding_mode,
+        align_corners,
+    )
     x0 = tf.floor(x)
     y0 = tf.floor(y)
     fx = (x - x0)[..., None]
@@ -63,8 +71,11 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     def tap(yy, xx):
         inside = (xx >= 0) & (xx < width) & (yy >= 0) & (yy < height)
         idx = tf.stack(
-            [tf.clip_by_value(yy, 0, height - 1),
-             tf.clip_by_value(xx, 0, width - 1)], axis=-1
+            [
+                tf.clip_by_value(yy, 0, height - 1),
+                tf.clip_by_value(xx, 0, width - 1),
+            ],
+            axis=-1,
         )
         values = tf.gather_nd(images, idx, batch_dims=1)
         return values * tf.cast(inside, images.dtype)[..., None]
@@ -123,13 +134,17 @@ def tps_grid(theta, size, control_points, align_corners=False):
     bottom = tf.concat([tf.transpose(top[:, k:]), tf.zeros((3, 3), dtype)], 1)
     system = tf.concat([top, bottom], axis=0)
     rhs = tf.concat(
-        [tf.transpose(theta, [1, 0, 2]), tf.zeros((3,) + tuple(theta.shape[:1])
-                                                 + (2,), dtype)], axis=0)
+        [
+            tf.transpose(theta, [1, 0, 2]),
+            tf.zeros((3,) + tuple(theta.shape[:1]) + (2,), dtype),
+        ],
+        axis=0,
+    )
     rhs = tf.reshape(rhs, (k + 3, -1))
     coefficients = tf.linalg.solve(system, rhs)
-    points = tf.reshape(_base_points(size, align_corners, dtype)[..., :2],
-                        (-1, 2))
-    grid = tf.reshape(features(points) @ coefficients,
-                      (points.shape[0], -1, 2))
+    points = tf.reshape(
+        _base_points(size, align_corners, dtype)[..., :2], (-1, 2)
+    )
+    grid = tf.reshape(features(points) @ coefficients, (points.shape[0], -1, 2))
     grid = tf.transpose(grid, [1, 0, 2])
     return tf.reshape(grid, (-1, *size, 2))

@@ -8,9 +8,7 @@ Convention: images are channels-last `(B, H, W, C)`; a grid is
 
 from keras import ops
 
-from keras_stn.ops import _backend
-from keras_stn.ops import _checks
-from keras_stn.ops import coordinates
+from keras_stn.ops import _backend, _checks, coordinates
 
 
 def check_sample_args(images, grid, padding_mode, align_corners=False):
@@ -86,20 +84,23 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     wx0, wx1 = (1.0 - fx) * valid_f, fx * valid_f
     wy0 = 1.0 - fy
     weights = ops.stack([wx0 * wy0, wx1 * wy0, wx0 * fy, wx1 * fy], axis=-1)
-    dx = ops.where(
-        ops.logical_and(valid, x_in), x_pad * x_scale, zeros
-    )
-    dy = ops.where(
-        ops.logical_and(valid, y_in), y_pad * y_scale, zeros
-    )
+    dx = ops.where(ops.logical_and(valid, x_in), x_pad * x_scale, zeros)
+    dy = ops.where(ops.logical_and(valid, y_in), y_pad * y_scale, zeros)
     batch = ops.shape(grid)[0]
     stride = (height + 1) * (width + 1)
     offsets = ops.reshape(ops.arange(batch, dtype="int32") * stride, (-1, 1, 1))
     row = ops.cast(y0, "int32") + 1
     col = ops.cast(x0, "int32") + 1
     index = offsets + row * (width + 1) + col
-    return {"index": index, "weights": weights, "fx": fx, "fy": fy,
-            "dx": dx, "dy": dy, "valid": valid_f}
+    return {
+        "index": index,
+        "weights": weights,
+        "fx": fx,
+        "fy": fy,
+        "dx": dx,
+        "dy": dy,
+        "valid": valid_f,
+    }
 
 
 def corner_table(images):
@@ -183,7 +184,9 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
             """
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, images.dtype)
-            pts = sample_points(grid, height, width, padding_mode, align_corners)
+            pts = sample_points(
+                grid, height, width, padding_mode, align_corners
+            )
             taps = _gather_taps(images, pts["index"])
             nw, ne, sw, se = (taps[..., k, :] for k in range(4))
             fx = pts["fx"][..., None]
@@ -253,4 +256,3 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
         bool(align_corners),
     )
     return ops.cast(output, out_dtype)
-

@@ -11,8 +11,7 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _checks
-from keras_stn.ops import grids
+from keras_stn.ops import _checks, grids
 
 
 def regular_control_points(num_points=16):
@@ -58,7 +57,8 @@ def check_control_points(control_points):
     if np.any(counts > 1):
         raise ValueError(
             "`control_points` must be distinct: a repeated point makes the "
-            f"spline system singular. Received: control_points={points.tolist()}"
+            "spline system singular. Received: "
+            f"control_points={points.tolist()}"
         )
     homogeneous = np.concatenate([np.ones((len(points), 1)), points], axis=1)
     if np.linalg.matrix_rank(homogeneous) < 3:
@@ -140,8 +140,9 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
             f"`theta` must have shape {form} for {k} control points. "
             f"Received: theta.shape={tuple(theta.shape)}"
         )
-    _checks.check_last_dim(theta, 2 if len(theta.shape) == 3 else 2 * k,
-                           "theta", form)
+    _checks.check_last_dim(
+        theta, 2 if len(theta.shape) == 3 else 2 * k, "theta", form
+    )
     theta = ops.reshape(theta, (-1, k, 2))
     theta = grids.guard_non_finite(
         ops.cast(theta, _checks.compute_dtype(theta.dtype))

@@ -12,10 +12,7 @@ Convention: theta maps output points to input points, in normalised
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _backend
-from keras_stn.ops import _checks
-from keras_stn.ops import grids
-from keras_stn.ops import tps
+from keras_stn.ops import _backend, _checks, grids, tps
 
 
 class Transform:
@@ -220,7 +217,12 @@ def get(identifier):
 
 
 for _family in (
-    Translation(), Rigid(), Similarity(), Attention(), Affine(), Projective(),
+    Translation(),
+    Rigid(),
+    Similarity(),
+    Attention(),
+    Affine(),
+    Projective(),
     ThinPlateSpline(),
 ):
     register(_family)

@@ -27,8 +27,11 @@ def _area_average(images, factor):
 @pytest.mark.parametrize("pattern", ["checkerboard", "zone_plate"])
 def test_antialias_matches_area_average_where_bilinear_aliases(pattern):
     # Cells of 3 pixels: a 1- or 2-pixel board happens to average right.
-    images = (_checkerboard(64, cell=3) if pattern == "checkerboard"
-              else _zone_plate(64)).astype("float32")
+    images = (
+        _checkerboard(64, cell=3)
+        if pattern == "checkerboard"
+        else _zone_plate(64)
+    ).astype("float32")
     # A 4x zoom-out through an affine theta (identity, shrunk to 16x16).
     theta = np.array([[1, 0, 0, 0, 1, 0]], "float32")
     grid = stn_ops.affine_grid(theta, (16, 16))
@@ -48,12 +51,12 @@ def test_antialias_with_rotation_beats_bilinear():
     images = _zone_plate(96).astype("float32")
     theta = np.array([[0.9, 0.0, 0.0]], "float32")  # rigid: angle 0.9 rad
     grid = stn_ops.grid_for("rigid", theta, (24, 24))
-    dense = stn_ops.sample(images, stn_ops.grid_for("rigid", theta,
-                                                    (192, 192)))
+    dense = stn_ops.sample(images, stn_ops.grid_for("rigid", theta, (192, 192)))
     reference = _area_average(dense.numpy(), 8)
     plain = np.abs(stn_ops.sample(images, grid) - reference).mean()
-    smooth = np.abs(stn_ops.sample(images, grid, antialias=True) -
-                    reference).mean()
+    smooth = np.abs(
+        stn_ops.sample(images, grid, antialias=True) - reference
+    ).mean()
     assert smooth < plain / 4, (smooth, plain)
 
 
@@ -61,9 +64,12 @@ def test_antialiased_sampling_is_differentiable():
     images = _zone_plate(32).astype("float32")
     theta = np.array([[1.0, 0.1, 0.0, -0.1, 1.0, 0.05]], "float32")
     _, (d_images, d_theta) = test_case.gradients(
-        lambda i, t: stn_ops.sample(i, stn_ops.affine_grid(t, (8, 8)),
-                                    antialias=4),
-        images, theta)
+        lambda i, t: stn_ops.sample(
+            i, stn_ops.affine_grid(t, (8, 8)), antialias=4
+        ),
+        images,
+        theta,
+    )
     assert np.all(np.isfinite(d_theta)) and np.abs(d_theta).max() > 0
     assert np.abs(d_images).max() > 0
 

@@ -6,8 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_stn import ops as stn_ops
-from keras_stn.ops import grids
-from keras_stn.ops import reference
+from keras_stn.ops import grids, reference
 from tests import test_case
 
 
@@ -17,7 +16,8 @@ def test_affine_grid_matches_torch(align_corners, size):
     torch = test_case.requires_torch()
     theta = test_case.rng(0).normal(size=(3, 2, 3))
     expected = torch.nn.functional.affine_grid(
-        torch.tensor(theta), (3, 1, *size), align_corners=align_corners)
+        torch.tensor(theta), (3, 1, *size), align_corners=align_corners
+    )
     out = stn_ops.affine_grid(theta, size, align_corners)
     test_case.assert_close(out, expected.numpy(), 1e-12)
 
@@ -25,10 +25,10 @@ def test_affine_grid_matches_torch(align_corners, size):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_affine_grid_gradient_matches_twin(dtype):
     theta = test_case.rng(1).normal(size=(2, 2, 3)).astype(dtype)
-    ours = test_case.gradients(lambda t: stn_ops.affine_grid(t, (3, 4)),
-                               theta)
-    twin = test_case.gradients(lambda t: reference.affine_grid(t, (3, 4)),
-                               theta)
+    ours = test_case.gradients(lambda t: stn_ops.affine_grid(t, (3, 4)), theta)
+    twin = test_case.gradients(
+        lambda t: reference.affine_grid(t, (3, 4)), theta
+    )
     atol = test_case.tolerance(dtype)
     test_case.assert_close(ours[0], twin[0], atol)
     test_case.assert_close(ours[1][0], twin[1][0], atol)
@@ -38,7 +38,8 @@ def test_flat_theta_equals_matrix_theta():
     theta = test_case.rng(2).normal(size=(2, 6)).astype("float32")
     np.testing.assert_array_equal(
         stn_ops.affine_grid(theta, (3, 3)),
-        stn_ops.affine_grid(theta.reshape(2, 2, 3), (3, 3)))
+        stn_ops.affine_grid(theta.reshape(2, 2, 3), (3, 3)),
+    )
 
 
 def _homographies(n, seed):
@@ -52,27 +53,37 @@ def _homographies(n, seed):
 def test_projective_grid_matches_twin(dtype):
     theta = _homographies(3, 3).astype(dtype)
     ours = test_case.gradients(
-        lambda t: stn_ops.projective_grid(t, (4, 5)), theta)
+        lambda t: stn_ops.projective_grid(t, (4, 5)), theta
+    )
     twin = test_case.gradients(
-        lambda t: reference.projective_grid(t, (4, 5)), theta)
+        lambda t: reference.projective_grid(t, (4, 5)), theta
+    )
     atol = test_case.tolerance(dtype)
     test_case.assert_close(ours[0], twin[0], atol, rtol=atol)
     test_case.assert_close(ours[1][0], twin[1][0], 10 * atol, rtol=atol)
 
 
 def test_projective_with_last_row_0_0_1_is_affine():
-    theta = np.concatenate([test_case.rng(4).normal(size=(2, 2, 3)),
-                            np.tile([[[0.0, 0.0, 1.0]]], (2, 1, 1))], 1)
-    test_case.assert_close(stn_ops.projective_grid(theta, (3, 4)),
-                           stn_ops.affine_grid(theta[:, :2], (3, 4)), 1e-12)
+    theta = np.concatenate(
+        [
+            test_case.rng(4).normal(size=(2, 2, 3)),
+            np.tile([[[0.0, 0.0, 1.0]]], (2, 1, 1)),
+        ],
+        1,
+    )
+    test_case.assert_close(
+        stn_ops.projective_grid(theta, (3, 4)),
+        stn_ops.affine_grid(theta[:, :2], (3, 4)),
+        1e-12,
+    )
 
 
 def test_projective_grid_is_finite_where_w_vanishes():
     # w = 1 + 2x is zero on the column x = -0.5 (align_corners=True, W=5).
     theta = np.array([[1, 0, 0, 0, 1, 0, 2, 0]], "float32")
     grid, (d_theta,) = test_case.gradients(
-        lambda t: stn_ops.projective_grid(t, (3, 5), align_corners=True),
-        theta)
+        lambda t: stn_ops.projective_grid(t, (3, 5), align_corners=True), theta
+    )
     assert np.all(np.isfinite(grid)) and np.all(np.isfinite(d_theta))
     column = grid[0, :, 1, 0].numpy()
     np.testing.assert_allclose(column, -0.5 / grids.W_EPSILON, rtol=1e-6)
@@ -81,22 +92,26 @@ def test_projective_grid_is_finite_where_w_vanishes():
 def test_grid_jacobians_match_finite_differences():
     gen = test_case.rng(5)
     test_case.assert_jacobian_close(
-        lambda t: stn_ops.affine_grid(t, (3, 4)), [gen.normal(size=(2, 6))])
+        lambda t: stn_ops.affine_grid(t, (3, 4)), [gen.normal(size=(2, 6))]
+    )
     test_case.assert_jacobian_close(
         lambda t: stn_ops.projective_grid(t, (3, 4)),
-        [_homographies(2, 6).reshape(2, 9)[:, :8]], atol=1e-5)
+        [_homographies(2, 6).reshape(2, 9)[:, :8]],
+        atol=1e-5,
+    )
     control = stn_ops.regular_control_points(9)
     test_case.assert_jacobian_close(
         lambda t: stn_ops.tps_grid(t, (3, 4), control),
-        [control[None] + 0.1 * gen.normal(size=(2, 9, 2))])
+        [control[None] + 0.1 * gen.normal(size=(2, 9, 2))],
+    )
 
 
 def test_tps_identity_and_exact_at_control_points():
     control = stn_ops.regular_control_points(16)
     identity = stn_ops.tps_grid(control[None], (6, 7))
-    test_case.assert_close(identity, stn_ops.identity_grid((6, 7), 1,
-                                                           dtype="float64"),
-                           1e-12)
+    test_case.assert_close(
+        identity, stn_ops.identity_grid((6, 7), 1, dtype="float64"), 1e-12
+    )
     # Output size 4x4 with align_corners=True puts the pixel centres on
     # the 4x4 lattice: the spline must hit the displaced points exactly.
     target = control + 0.15 * test_case.rng(7).normal(size=control.shape)
@@ -107,12 +122,15 @@ def test_tps_identity_and_exact_at_control_points():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_tps_matches_tensorflow_solve_twin(dtype):
     control = stn_ops.regular_control_points(16)
-    theta = (control[None] + 0.2 * test_case.rng(8).normal(
-        size=(3, 16, 2))).astype(dtype)
+    theta = (
+        control[None] + 0.2 * test_case.rng(8).normal(size=(3, 16, 2))
+    ).astype(dtype)
     ours = test_case.gradients(
-        lambda t: stn_ops.tps_grid(t, (5, 6), control), theta)
+        lambda t: stn_ops.tps_grid(t, (5, 6), control), theta
+    )
     twin = test_case.gradients(
-        lambda t: reference.tps_grid(t, (5, 6), control), theta)
+        lambda t: reference.tps_grid(t, (5, 6), control), theta
+    )
     atol = 20 * test_case.tolerance(dtype)
     test_case.assert_close(ours[0], twin[0], atol)
     test_case.assert_close(ours[1][0], twin[1][0], atol)
@@ -129,7 +147,10 @@ def test_tps_nan_theta_spares_the_batch():
 @pytest.mark.parametrize(
     "control_points,pattern",
     [
-        ([[0, 0], [1, 1], [0, 0], [1, 0]], r"`control_points` must be distinct"),
+        (
+            [[0, 0], [1, 1], [0, 0], [1, 0]],
+            r"`control_points` must be distinct",
+        ),
         ([[0, 0], [1, 1], [2, 2], [3, 3]], r"must not all lie on one line"),
         ([[0, 0], [1, 1]], r"`control_points` must have shape \(K, 2\)"),
         ([[0, 0], [1, np.nan], [1, 0]], r"`control_points` must be finite"),
@@ -137,23 +158,45 @@ def test_tps_nan_theta_spares_the_batch():
 )
 def test_degenerate_control_points_are_refused(control_points, pattern):
     with pytest.raises(ValueError, match=pattern):
-        stn_ops.tps_grid(np.zeros((1, len(control_points), 2), "float32"),
-                         (3, 3), control_points)
+        stn_ops.tps_grid(
+            np.zeros((1, len(control_points), 2), "float32"),
+            (3, 3),
+            control_points,
+        )
 
 
 @pytest.mark.parametrize(
     "fn,theta_shape,size,pattern",
     [
-        (stn_ops.affine_grid, (2, 5), (3, 3), r"`theta` must have shape \(B, 2, 3\) or \(B, 6\)"),
+        (
+            stn_ops.affine_grid,
+            (2, 5),
+            (3, 3),
+            r"`theta` must have shape \(B, 2, 3\) or \(B, 6\)",
+        ),
         (stn_ops.affine_grid, (2, 3, 3), (3, 3), r"`theta` must have shape"),
-        (stn_ops.affine_grid, (2, 6), (0, 3), r"`size` must be a pair of positive ints.*\(0, 3\)"),
+        (
+            stn_ops.affine_grid,
+            (2, 6),
+            (0, 3),
+            r"`size` must be a pair of positive ints.*\(0, 3\)",
+        ),
         (stn_ops.affine_grid, (2, 6), (3,), r"`size` must be a pair"),
-        (stn_ops.projective_grid, (2, 9), (3, 3), r"`theta` must have shape \(B, 3, 3\) or \(B, 8\)"),
-        (stn_ops.tps_grid, (2, 30), (3, 3), r"`theta` must have shape \(B, 16, 2\) or \(B, 32\)"),
+        (
+            stn_ops.projective_grid,
+            (2, 9),
+            (3, 3),
+            r"`theta` must have shape \(B, 3, 3\) or \(B, 8\)",
+        ),
+        (
+            stn_ops.tps_grid,
+            (2, 30),
+            (3, 3),
+            r"`theta` must have shape \(B, 16, 2\) or \(B, 32\)",
+        ),
     ],
 )
-def test_bad_grid_arguments_name_the_argument(fn, theta_shape, size,
-                                              pattern):
+def test_bad_grid_arguments_name_the_argument(fn, theta_shape, size, pattern):
     with pytest.raises(ValueError, match=pattern):
         fn(np.zeros(theta_shape, "float32"), size)
 
@@ -161,18 +204,20 @@ def test_bad_grid_arguments_name_the_argument(fn, theta_shape, size,
 def test_grids_compile_under_xla():
     gen = test_case.rng(9)
     theta6 = tf.constant(gen.normal(size=(2, 6)), tf.float32)
-    theta8 = tf.constant(_homographies(2, 9).reshape(2, 9)[:, :8],
-                         tf.float32)
-    theta_tps = tf.constant(stn_ops.regular_control_points(16)[None]
-                            .repeat(2, 0), tf.float32)
+    theta8 = tf.constant(_homographies(2, 9).reshape(2, 9)[:, :8], tf.float32)
+    theta_tps = tf.constant(
+        stn_ops.regular_control_points(16)[None].repeat(2, 0), tf.float32
+    )
 
     def run(a, p, t):
         with tf.GradientTape() as tape:
             tape.watch([a, p, t])
-            outs = [stn_ops.affine_grid(a, (3, 4)),
-                    stn_ops.projective_grid(p, (3, 4)),
-                    stn_ops.tps_grid(t, (3, 4))]
-            loss = sum(tf.reduce_sum(o ** 2) for o in outs)
+            outs = [
+                stn_ops.affine_grid(a, (3, 4)),
+                stn_ops.projective_grid(p, (3, 4)),
+                stn_ops.tps_grid(t, (3, 4)),
+            ]
+            loss = sum(tf.reduce_sum(o**2) for o in outs)
         return outs + tape.gradient(loss, [a, p, t])
 
     eager = run(theta6, theta8, theta_tps)

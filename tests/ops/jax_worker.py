@@ -22,17 +22,23 @@ def main(in_path, out_path):
     assert keras.backend.backend() == "jax"
     data = dict(np.load(in_path))
     images, grid, theta, upstream = (
-        data["images"], data["grid"], data["theta"], data["upstream"])
+        data["images"],
+        data["grid"],
+        data["theta"],
+        data["upstream"],
+    )
     results = {}
     for kernel in ("bilinear", "nearest", "bicubic"):
         for padding_mode in ("zeros", "border", "reflection"):
+
             def loss(i, g, kernel=kernel, padding_mode=padding_mode):
                 out = stn_ops.sample(i, g, kernel, padding_mode)
                 return (out * upstream).sum(), out
 
             key = f"{kernel}_{padding_mode}"
-            step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1),
-                                              has_aux=True))
+            step = jax.jit(
+                jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+            )
             (_, out), (d_images, d_grid) = step(images, grid)
             results[key] = np.asarray(out)
             results[key + "_d_images"] = np.asarray(d_images)
@@ -48,8 +54,7 @@ def main(in_path, out_path):
         value, d_theta = jax.jit(jax.value_and_grad(grid_loss))(params)
         results[f"{family}_loss"] = np.asarray(value)
         results[f"{family}_d_theta"] = np.asarray(d_theta)
-    results["antialias"] = np.asarray(
-        stn_ops.sample(images, grid, antialias=2))
+    results["antialias"] = np.asarray(stn_ops.sample(images, grid, antialias=2))
     del theta
     np.savez(out_path, **results)
 

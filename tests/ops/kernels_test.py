@@ -12,14 +12,17 @@ def test_bicubic_jacobian_matches_finite_differences():
     grid = test_case.off_kink_grid(gen, (1, 3, 3, 2), (5, 6), -1.2, 1.2)
     test_case.assert_jacobian_close(
         lambda i, g: stn_ops.bicubic_sample(i, g, "border"),
-        [images, grid], atol=1e-6)
+        [images, grid],
+        atol=1e-6,
+    )
 
 
 def test_nearest_passes_image_gradient_and_zero_grid_gradient():
     images = np.arange(6.0, dtype="float32").reshape(1, 2, 3, 1)
     grid = np.array([[[[-0.6, -0.4], [-0.6, -0.4], [0.7, 0.6]]]], "float32")
     out, (d_images, d_grid) = test_case.gradients(
-        stn_ops.nearest_sample, images, grid, upstream=np.ones((1, 1, 3, 1)))
+        stn_ops.nearest_sample, images, grid, upstream=np.ones((1, 1, 3, 1))
+    )
     np.testing.assert_array_equal(out[0, 0, :, 0], [0.0, 0.0, 5.0])
     expected = np.zeros((1, 2, 3, 1))
     expected[0, 0, 0, 0], expected[0, 1, 2, 0] = 2.0, 1.0

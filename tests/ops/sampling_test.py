@@ -11,8 +11,9 @@ from keras_stn import ops as stn_ops
 from keras_stn.ops import reference
 from tests import test_case
 
-MODES = list(itertools.product(("zeros", "border", "reflection"),
-                               (False, True)))
+MODES = list(
+    itertools.product(("zeros", "border", "reflection"), (False, True))
+)
 
 
 def _torch_sample(images, grid, mode, padding_mode, align_corners, upstream):
@@ -20,19 +21,24 @@ def _torch_sample(images, grid, mode, padding_mode, align_corners, upstream):
     ti = torch.tensor(images.transpose(0, 3, 1, 2), requires_grad=True)
     tg = torch.tensor(grid, requires_grad=True)
     out = torch.nn.functional.grid_sample(
-        ti, tg, mode=mode, padding_mode=padding_mode,
+        ti,
+        tg,
+        mode=mode,
+        padding_mode=padding_mode,
         align_corners=align_corners,
     )
     (out * torch.tensor(upstream.transpose(0, 3, 1, 2))).sum().backward()
-    return (out.detach().numpy().transpose(0, 2, 3, 1),
-            ti.grad.numpy().transpose(0, 2, 3, 1), tg.grad.numpy())
+    return (
+        out.detach().numpy().transpose(0, 2, 3, 1),
+        ti.grad.numpy().transpose(0, 2, 3, 1),
+        tg.grad.numpy(),
+    )
 
 
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode,align_corners", MODES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_matches_torch_grid_sample(kernel, padding_mode, align_corners,
-                                   dtype):
+def test_matches_torch_grid_sample(kernel, padding_mode, align_corners, dtype):
     gen = test_case.rng(1)
     images = gen.normal(size=(2, 5, 7, 3)).astype(dtype)
     # Points inside, outside and on the border, plus exact pixel centres.
@@ -40,12 +46,14 @@ def test_matches_torch_grid_sample(kernel, padding_mode, align_corners,
     grid[:, 0] = stn_ops.identity_grid((1, 6), 2, align_corners)[:, 0]
     grid[:, 1, :3] = [[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]
     upstream = gen.normal(size=(2, 6, 6, 3)).astype(dtype)
-    expected = _torch_sample(images, grid, kernel, padding_mode,
-                             align_corners, upstream)
+    expected = _torch_sample(
+        images, grid, kernel, padding_mode, align_corners, upstream
+    )
     out, (d_images, d_grid) = test_case.gradients(
-        lambda i, g: stn_ops.sample(i, g, kernel, padding_mode,
-                                    align_corners),
-        images, grid, upstream=upstream,
+        lambda i, g: stn_ops.sample(i, g, kernel, padding_mode, align_corners),
+        images,
+        grid,
+        upstream=upstream,
     )
     atol = test_case.tolerance(dtype)
     test_case.assert_close(out, expected[0], atol)
@@ -59,17 +67,24 @@ def test_matches_torch_grid_sample(kernel, padding_mode, align_corners,
 def test_gradient_matches_autodiff_twin(padding_mode, align_corners, dtype):
     gen = test_case.rng(2)
     images = gen.normal(size=(3, 6, 5, 2)).astype(dtype)
-    grid = test_case.off_kink_grid(gen, (3, 4, 7, 2), (6, 5), -1.4, 1.4,
-                                   align_corners=align_corners).astype(dtype)
+    grid = test_case.off_kink_grid(
+        gen, (3, 4, 7, 2), (6, 5), -1.4, 1.4, align_corners=align_corners
+    ).astype(dtype)
     upstream = gen.normal(size=(3, 4, 7, 2)).astype(dtype)
     ours = test_case.gradients(
-        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode,
-                                             align_corners),
-        images, grid, upstream=upstream)
+        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode, align_corners),
+        images,
+        grid,
+        upstream=upstream,
+    )
     twin = test_case.gradients(
-        lambda i, g: reference.bilinear_sample(i, g, padding_mode,
-                                               align_corners),
-        images, grid, upstream=upstream)
+        lambda i, g: reference.bilinear_sample(
+            i, g, padding_mode, align_corners
+        ),
+        images,
+        grid,
+        upstream=upstream,
+    )
     atol = test_case.tolerance(dtype)
     test_case.assert_close(ours[0], twin[0], atol)
     test_case.assert_close(ours[1][0], twin[1][0], atol)
@@ -80,12 +95,15 @@ def test_gradient_matches_autodiff_twin(padding_mode, align_corners, dtype):
 def test_jacobian_matches_finite_differences(padding_mode, align_corners):
     gen = test_case.rng(3)
     images = gen.normal(size=(2, 4, 5, 2))
-    grid = test_case.off_kink_grid(gen, (2, 3, 3, 2), (4, 5), -1.3, 1.3,
-                                   align_corners=align_corners)
+    grid = test_case.off_kink_grid(
+        gen, (2, 3, 3, 2), (4, 5), -1.3, 1.3, align_corners=align_corners
+    )
     test_case.assert_jacobian_close(
-        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode,
-                                             align_corners),
-        [images, grid], delta=1e-6, atol=1e-6)
+        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode, align_corners),
+        [images, grid],
+        delta=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_second_derivatives_match_twin():
@@ -117,8 +135,9 @@ def _arange_image(height, width, channels=1, batch=1):
 
 
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
-@pytest.mark.parametrize("align_corners,size", [(False, (8, 16)),
-                                                (True, (9, 17))])
+@pytest.mark.parametrize(
+    "align_corners,size", [(False, (8, 16)), (True, (9, 17))]
+)
 def test_identity_grid_returns_input_exactly(kernel, align_corners, size):
     # Exact where the pixel centres are exact binary fractions: W a power
     # of two (align_corners=False) or W - 1 one (True).
@@ -130,10 +149,10 @@ def test_identity_grid_returns_input_exactly(kernel, align_corners, size):
 
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("dtype,atol", [("float64", 1e-12),
-                                        ("float32", 2e-6)])
-def test_identity_grid_returns_input_up_to_rounding(kernel, align_corners,
-                                                    dtype, atol):
+@pytest.mark.parametrize("dtype,atol", [("float64", 1e-12), ("float32", 2e-6)])
+def test_identity_grid_returns_input_up_to_rounding(
+    kernel, align_corners, dtype, atol
+):
     # Elsewhere the centres round, by at most ~W * 2^-24 pixels in float32.
     images = test_case.rng(5).normal(size=(2, 7, 11, 3)).astype(dtype)
     grid = stn_ops.identity_grid((7, 11), 2, align_corners, dtype=dtype)
@@ -154,8 +173,7 @@ def test_one_pixel_translation_shifts_image():
     images = _arange_image(3, 5)
     # With align_corners=False one pixel is 2 / W in normalised units.
     theta = np.array([[1, 0, 2 / 5, 0, 1, 0]], "float32")
-    out = stn_ops.bilinear_sample(images,
-                                  stn_ops.affine_grid(theta, (3, 5)))
+    out = stn_ops.bilinear_sample(images, stn_ops.affine_grid(theta, (3, 5)))
     expected = np.concatenate([images[:, :, 1:], np.zeros((1, 3, 1, 1))], 2)
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
@@ -174,15 +192,20 @@ def test_gradient_on_integer_points_is_the_forward_difference():
     grid = stn_ops.identity_grid((3, 4), 1, align_corners=True)
     _, (_, d_grid) = test_case.gradients(
         lambda i, g: stn_ops.bilinear_sample(i, g, align_corners=True),
-        images, grid, upstream=np.ones((1, 3, 4, 1)))
+        images,
+        grid,
+        upstream=np.ones((1, 3, 4, 1)),
+    )
     # d out / d x = (right - here) * (W - 1) / 2; the last column's right
     # neighbour is zero padding. d / d y = (below - here) * (H - 1) / 2.
     right = np.concatenate([images[0, :, 1:, 0], np.zeros((3, 1))], 1)
     below = np.concatenate([images[0, 1:, :, 0], np.zeros((1, 4))], 0)
-    np.testing.assert_allclose(d_grid[0, ..., 0],
-                               (right - images[0, ..., 0]) * 1.5)
-    np.testing.assert_allclose(d_grid[0, ..., 1],
-                               (below - images[0, ..., 0]) * 1.0)
+    np.testing.assert_allclose(
+        d_grid[0, ..., 0], (right - images[0, ..., 0]) * 1.5
+    )
+    np.testing.assert_allclose(
+        d_grid[0, ..., 1], (below - images[0, ..., 0]) * 1.0
+    )
 
 
 def test_border_gradient_is_zero_at_and_beyond_the_edge():
@@ -190,20 +213,23 @@ def test_border_gradient_is_zero_at_and_beyond_the_edge():
     grid = np.array([[[[1.0, 0.0], [1.5, 0.0], [-1.0, 0.0]]]], "float32")
     _, (_, d_grid) = test_case.gradients(
         lambda i, g: stn_ops.bilinear_sample(i, g, "border", True),
-        images, grid, upstream=np.ones((1, 1, 3, 1)))
+        images,
+        grid,
+        upstream=np.ones((1, 1, 3, 1)),
+    )
     np.testing.assert_array_equal(d_grid[..., 0], 0.0)
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_one_pixel_input_and_output_stay_finite(padding_mode,
-                                                 align_corners):
+def test_one_pixel_input_and_output_stay_finite(padding_mode, align_corners):
     images = np.full((2, 1, 1, 3), 2.0, "float32")
     grid = np.array([[[[0.3, -0.2]]], [[[1.7, 0.0]]]], "float32")
     out, (d_images, d_grid) = test_case.gradients(
-        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode,
-                                             align_corners),
-        images, grid)
+        lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode, align_corners),
+        images,
+        grid,
+    )
     for t in (out, d_images, d_grid):
         assert np.all(np.isfinite(t))
     if padding_mode != "zeros":
@@ -212,12 +238,12 @@ def test_one_pixel_input_and_output_stay_finite(padding_mode,
 
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
-def test_non_finite_points_sample_zero_and_spare_the_batch(kernel,
-                                                           padding_mode):
+def test_non_finite_points_sample_zero_and_spare_the_batch(
+    kernel, padding_mode
+):
     gen = test_case.rng(6)
     images = gen.normal(size=(3, 5, 5, 2)).astype("float32")
-    grid = test_case.off_kink_grid(gen, (3, 4, 4, 2), (5, 5)).astype(
-        "float32")
+    grid = test_case.off_kink_grid(gen, (3, 4, 4, 2), (5, 5)).astype("float32")
     bad = grid.copy()
     bad[0, 0, 0, 0] = np.nan
     bad[0, 1, 2, 1] = np.inf
@@ -227,7 +253,10 @@ def test_non_finite_points_sample_zero_and_spare_the_batch(kernel,
     def run(g):
         return test_case.gradients(
             lambda i, gg: stn_ops.sample(i, gg, kernel, padding_mode),
-            images, g, upstream=np.ones((3, 4, 4, 2)))
+            images,
+            g,
+            upstream=np.ones((3, 4, 4, 2)),
+        )
 
     out, (d_images, d_grid) = run(bad)
     ref_out, (_, ref_d_grid) = run(grid)
@@ -269,15 +298,20 @@ def test_half_precision_is_computed_in_float32(dtype):
     out = stn_ops.bilinear_sample(images_half, tf.cast(grid, dtype))
     assert out.dtype == tf.as_dtype(dtype)
     # Only the input and output roundings are half precision.
-    test_case.assert_close(tf.cast(out, "float32"), expected,
-                           4 * test_case.tolerance(dtype) * 3, rtol=1e-2)
+    test_case.assert_close(
+        tf.cast(out, "float32"),
+        expected,
+        4 * test_case.tolerance(dtype) * 3,
+        rtol=1e-2,
+    )
 
 
 def test_image_gradient_accumulates_duplicate_points():
     images = np.ones((1, 2, 2, 1), "float32")
     grid = np.zeros((1, 3, 3, 2), "float32")  # nine points on the centre
     _, (d_images, _) = test_case.gradients(
-        stn_ops.bilinear_sample, images, grid, upstream=np.ones((1, 3, 3, 1)))
+        stn_ops.bilinear_sample, images, grid, upstream=np.ones((1, 3, 3, 1))
+    )
     np.testing.assert_allclose(d_images, np.full((1, 2, 2, 1), 9 / 4))
 
 
@@ -289,22 +323,39 @@ def test_image_gradient_accumulates_duplicate_points():
         ((1, 5, 5, 1), (3, 3, 2), {}, r"`grid` must have shape"),
         ((2, 5, 5, 1), (3, 3, 3, 2), {}, r"same batch size"),
         ((1, 0, 5, 1), (1, 3, 3, 2), {}, r"non-empty H"),
-        ((1, 5, 5, 1), (1, 3, 3, 2), {"padding_mode": "wrap"},
-         r"`padding_mode` must be one of .*'wrap'"),
-        ((1, 5, 5, 1), (1, 3, 3, 2), {"kernel": "lanczos"},
-         r"`kernel` must be one of .*'lanczos'"),
-        ((1, 5, 5, 1), (1, 3, 3, 2), {"antialias": -1},
-         r"`antialias` must be a bool or a non-negative int"),
+        (
+            (1, 5, 5, 1),
+            (1, 3, 3, 2),
+            {"padding_mode": "wrap"},
+            r"`padding_mode` must be one of .*'wrap'",
+        ),
+        (
+            (1, 5, 5, 1),
+            (1, 3, 3, 2),
+            {"kernel": "lanczos"},
+            r"`kernel` must be one of .*'lanczos'",
+        ),
+        (
+            (1, 5, 5, 1),
+            (1, 3, 3, 2),
+            {"antialias": -1},
+            r"`antialias` must be a bool or a non-negative int",
+        ),
     ],
 )
-def test_bad_arguments_name_the_argument(images_shape, grid_shape, kwargs,
-                                         pattern):
+def test_bad_arguments_name_the_argument(
+    images_shape, grid_shape, kwargs, pattern
+):
     with pytest.raises(ValueError, match=pattern):
-        stn_ops.sample(np.zeros(images_shape, "float32"),
-                       np.zeros(grid_shape, "float32"), **kwargs)
+        stn_ops.sample(
+            np.zeros(images_shape, "float32"),
+            np.zeros(grid_shape, "float32"),
+            **kwargs,
+        )
 
 
 def test_integer_images_are_refused():
     with pytest.raises(ValueError, match=r"`images` must be a floating.*int32"):
-        stn_ops.bilinear_sample(tf.zeros((1, 3, 3, 1), tf.int32),
-                                np.zeros((1, 2, 2, 2), "float32"))
+        stn_ops.bilinear_sample(
+            tf.zeros((1, 3, 3, 1), tf.int32), np.zeros((1, 2, 2, 2), "float32")
+        )

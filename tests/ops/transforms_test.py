@@ -7,10 +7,24 @@ from keras_stn import ops as stn_ops
 from keras_stn.ops import transforms
 from tests import test_case
 
-FAMILIES = ["translation", "rigid", "similarity", "attention", "affine",
-            "projective", "tps"]
-SIZES = {"translation": 2, "rigid": 3, "similarity": 4, "attention": 3,
-         "affine": 6, "projective": 8, "tps": 32}
+FAMILIES = [
+    "translation",
+    "rigid",
+    "similarity",
+    "attention",
+    "affine",
+    "projective",
+    "tps",
+]
+SIZES = {
+    "translation": 2,
+    "rigid": 3,
+    "similarity": 4,
+    "attention": 3,
+    "affine": 6,
+    "projective": 8,
+    "tps": 32,
+}
 
 
 def test_registry_lists_the_papers_families():
@@ -38,9 +52,10 @@ def test_parametrised_families_build_the_expected_matrices():
     cases = {
         "translation": ([tx, ty], [[1, 0, tx], [0, 1, ty]]),
         "rigid": ([angle, tx, ty], [[c, -s, tx], [s, c, ty]]),
-        "similarity": ([scale, angle, tx, ty],
-                       [[scale * c, -scale * s, tx], [scale * s, scale * c,
-                                                      ty]]),
+        "similarity": (
+            [scale, angle, tx, ty],
+            [[scale * c, -scale * s, tx], [scale * s, scale * c, ty]],
+        ),
         "attention": ([scale, tx, ty], [[scale, 0, tx], [0, scale, ty]]),
     }
     for name, (params, matrix) in cases.items():
@@ -50,8 +65,9 @@ def test_parametrised_families_build_the_expected_matrices():
 
 def test_rigid_half_turn_reverses_an_arange_image():
     images = np.arange(12.0, dtype="float32").reshape(1, 3, 4, 1)
-    grid = stn_ops.grid_for("rigid", np.array([[np.pi, 0, 0]], "float32"),
-                            (3, 4))
+    grid = stn_ops.grid_for(
+        "rigid", np.array([[np.pi, 0, 0]], "float32"), (3, 4)
+    )
     out = stn_ops.bilinear_sample(images, grid)
     test_case.assert_close(out, images[:, ::-1, ::-1], 1e-5)
 
@@ -68,13 +84,13 @@ def test_users_can_register_a_family():
 
             one = ops.ones_like(theta[:, 0])
             zero = ops.zeros_like(theta[:, 0])
-            return transforms._rows([one, theta[:, 0], zero],
-                                    [zero, one, zero])
+            return transforms._rows([one, theta[:, 0], zero], [zero, one, zero])
 
     transforms.register(Shear())
     try:
-        grid = stn_ops.grid_for("test_shear", np.array([[0.5]], "float32"),
-                                (1, 1))
+        grid = stn_ops.grid_for(
+            "test_shear", np.array([[0.5]], "float32"), (1, 1)
+        )
         np.testing.assert_allclose(grid, np.zeros((1, 1, 1, 2)))
         with pytest.raises(ValueError, match=r"`name` must be a new"):
             transforms.register(Shear())
@@ -90,17 +106,23 @@ def test_tps_family_with_other_control_points():
 
 
 def test_unknown_family_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"`transform` must be one of .*"
-                                         r"'affine'.*Received: transform='warp'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`transform` must be one of .*"
+        r"'affine'.*Received: transform='warp'",
+    ):
         stn_ops.grid_for("warp", np.zeros((1, 6), "float32"), (3, 3))
 
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_wrong_theta_size_names_the_family(name):
     size = SIZES[name] + 1
-    with pytest.raises(ValueError, match=rf"`theta` must have shape "
-                                         rf"\(B, {SIZES[name]}\) for "
-                                         rf"transform '{name}'"):
+    with pytest.raises(
+        ValueError,
+        match=rf"`theta` must have shape "
+        rf"\(B, {SIZES[name]}\) for "
+        rf"transform '{name}'",
+    ):
         stn_ops.grid_for(name, np.zeros((2, size), "float32"), (3, 3))
 
 
@@ -113,12 +135,17 @@ def test_nan_theta_gives_zeros_and_finite_gradients_for_that_sample_only():
     def run(i, t):
         return test_case.gradients(
             lambda i, th: stn_ops.bilinear_sample(
-                i, stn_ops.grid_for("similarity", th, (6, 6))),
-            i, t, upstream=np.ones((len(t), 6, 6, 2)))
+                i, stn_ops.grid_for("similarity", th, (6, 6))
+            ),
+            i,
+            t,
+            upstream=np.ones((len(t), 6, 6, 2)),
+        )
 
     out, (_, d_theta) = run(images, theta)
-    clean_out, (_, clean_d_theta) = run(np.delete(images, 1, axis=0),
-                                        np.delete(theta, 1, axis=0))
+    clean_out, (_, clean_d_theta) = run(
+        np.delete(images, 1, axis=0), np.delete(theta, 1, axis=0)
+    )
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(d_theta))
     np.testing.assert_array_equal(out[1], 0.0)
     np.testing.assert_array_equal(d_theta[1], 0.0)
