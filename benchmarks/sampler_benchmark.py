@@ -407,6 +407,8 @@ def _package_root():
 
 def _quartiles(values):
     """Returns `(median, p25, p75)` of a list."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return q2, q1, q3
 

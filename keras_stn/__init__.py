@@ -4,9 +4,31 @@ Jaderberg et al., "Spatial Transformer Networks", 2015,
 https://arxiv.org/abs/1506.02025
 """
 
+from keras_stn import initializers
+from keras_stn import layers
 from keras_stn import ops
+from keras_stn.initializers import TransformIdentity
+from keras_stn.layers import BilinearSampler
+from keras_stn.layers import GridGenerator
+from keras_stn.layers import LocalizationHead
+from keras_stn.layers import ParallelSpatialTransformers
+from keras_stn.layers import SpatialTransformer
+from keras_stn.layers import default_localization
 from keras_stn.ops import transforms
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "transforms", "__version__"]
+__all__ = [
+    "BilinearSampler",
+    "GridGenerator",
+    "LocalizationHead",
+    "ParallelSpatialTransformers",
+    "SpatialTransformer",
+    "TransformIdentity",
+    "default_localization",
+    "initializers",
+    "layers",
+    "ops",
+    "transforms",
+    "__version__",
+]

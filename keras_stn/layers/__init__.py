@@ -1,0 +1,19 @@
+"""Keras layers over `keras_stn.ops`: one public layer per module."""
+
+from keras_stn.layers.bilinear_sampler import BilinearSampler
+from keras_stn.layers.grid_generator import GridGenerator
+from keras_stn.layers.localization import default_localization
+from keras_stn.layers.localization_head import LocalizationHead
+from keras_stn.layers.parallel_spatial_transformers import (
+    ParallelSpatialTransformers,
+)
+from keras_stn.layers.spatial_transformer import SpatialTransformer
+
+__all__ = [
+    "BilinearSampler",
+    "GridGenerator",
+    "LocalizationHead",
+    "ParallelSpatialTransformers",
+    "SpatialTransformer",
+    "default_localization",
+]

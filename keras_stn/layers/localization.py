@@ -1,0 +1,36 @@
+"""The default localization trunk."""
+
+import keras
+from keras import layers
+
+
+def default_localization(size=32, filters=20, units=50, name=None):
+    """A small CNN trunk, after the paper's MNIST localization network.
+
+    The input (image or feature map, any size) is resized to `size x size`,
+    then `conv 5x5 (filters) -> max-pool 2 -> conv 5x5 (filters) -> max-pool
+    2 -> flatten -> dense (units, relu)`. Resizing first makes the trunk's
+    size independent of the input's, and flattening (not global pooling)
+    keeps the positions a transformer must regress.
+
+    Args:
+        size: int, the side the input is resized to. Defaults to 32.
+        filters: int, filters of each convolution. Defaults to 20.
+        units: int, features out. Defaults to 50.
+        name: optional model name.
+    Returns:
+        An unbuilt `keras.Sequential` mapping `(B, H, W, C)` to
+        `(B, units)`.
+    """
+    return keras.Sequential(
+        [
+            layers.Resizing(size, size),
+            layers.Conv2D(filters, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(filters, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(units, activation="relu"),
+        ],
+        name=name,
+    )

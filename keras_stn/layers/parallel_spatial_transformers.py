@@ -1,0 +1,110 @@
+"""N spatial transformers sharing one localization trunk."""
+
+import keras
+from keras import ops
+
+from keras_stn.layers import localization_head
+from keras_stn.layers import spatial_transformer
+from keras_stn.ops import transforms
+
+
+@keras.saving.register_keras_serializable(package="keras_stn")
+class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
+    """`num_transformers` transformers with one trunk and their own heads.
+
+    The paper's CUB-200-2011 module: 2 or 4 `"attention"` transformers on a
+    448 input, each sampling a 224 crop that a backbone then reads. Every
+    head starts at the identity; they part ways as training breaks the tie.
+    Convention: as `SpatialTransformer`.
+
+    Args:
+        num_transformers: int >= 1.
+        localization: as `SpatialTransformer` (shared by all heads).
+        transform: str. Defaults to `"attention"`.
+        merge: `"list"` (default) returns a list of `num_transformers`
+            tensors `(B, H_out, W_out, C)`; `"concat"` concatenates them
+            along channels, `(B, H_out, W_out, num_transformers * C)`.
+        **kwargs: the other `SpatialTransformer` arguments (output_size,
+            kernel, padding_mode, align_corners, antialias, lr_multiplier,
+            return_theta, return_grid) and layer arguments.
+    Call arguments:
+        inputs: float tensor `(B, H, W, C)`.
+    Returns:
+        The merged outputs; with `return_theta`, also theta
+        `(B, num_transformers, P)`; with `return_grid`, also the grids
+        `(B, num_transformers, H_out, W_out, 2)`.
+    Raises:
+        ValueError: a bad `num_transformers` or `merge`, and as
+            `SpatialTransformer`.
+    """
+
+    _MERGES = ("list", "concat")
+
+    def __init__(
+        self,
+        num_transformers=2,
+        localization=None,
+        transform="attention",
+        merge="list",
+        **kwargs,
+    ):
+        if (
+            isinstance(num_transformers, bool)
+            or not isinstance(num_transformers, int)
+            or num_transformers < 1
+        ):
+            raise ValueError(
+                "`num_transformers` must be a positive int. Received: "
+                f"num_transformers={num_transformers!r}"
+            )
+        if merge not in self._MERGES:
+            raise ValueError(
+                f"`merge` must be one of {self._MERGES}. Received: "
+                f"merge={merge!r}"
+            )
+        self.num_transformers = num_transformers
+        self.merge = merge
+        super().__init__(localization, transform, **kwargs)
+
+    def _make_heads(self):
+        return [
+            localization_head.LocalizationHead(
+                self.transform,
+                lr_multiplier=self.lr_multiplier,
+                dtype=self.dtype_policy,
+                name=f"head_{i}",
+            )
+            for i in range(self.num_transformers)
+        ]
+
+    def call(self, inputs):
+        features = self.localization(inputs)
+        outputs, thetas, grids = [], [], []
+        for head in self.heads:
+            theta = head(features)
+            out, grid = self._transform(inputs, theta)
+            outputs.append(out)
+            thetas.append(theta)
+            grids.append(grid)
+        if self.merge == "concat":
+            outputs = ops.concatenate(outputs, axis=-1)
+        return self._pack(
+            outputs, ops.stack(thetas, axis=1), ops.stack(grids, axis=1)
+        )
+
+    def compute_output_shape(self, inputs_shape):
+        size = self._sample_size(inputs_shape)
+        batch, channels, n = inputs_shape[0], inputs_shape[-1], len(self.heads)
+        if self.merge == "concat":
+            outputs = (batch, *size, None if channels is None else n * channels)
+        else:
+            outputs = [(batch, *size, channels)] * n
+        theta = (batch, n, transforms.get(self.transform).num_params)
+        return self._pack(outputs, theta, (batch, n, *size, 2))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_transformers": self.num_transformers,
+            "merge": self.merge,
+        }
