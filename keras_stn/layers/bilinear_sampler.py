@@ -74,6 +74,7 @@ class BilinearSampler(keras.layers.Layer):
 def check_sampling_options(kernel, padding_mode, antialias):
     """Validates sampler options at construction time."""
     _checks.check_choice(kernel, sampler.KERNELS, "kernel")
-    _checks.check_choice(padding_mode, coordinates.PADDING_MODES,
-                         "padding_mode")
+    _checks.check_choice(
+        padding_mode, coordinates.PADDING_MODES, "padding_mode"
+    )
     antialias_lib.antialias_factor(antialias, (1, 1), (1, 1))

@@ -118,4 +118,3 @@ def check_transform(transform):
         )
     transforms.get(transform)
     return transform
-

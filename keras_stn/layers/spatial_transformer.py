@@ -73,9 +73,7 @@ class SpatialTransformer(keras.layers.Layer):
             if output_size is None
             else _checks.check_size(output_size, "output_size")
         )
-        bilinear_sampler.check_sampling_options(
-            kernel, padding_mode, antialias
-        )
+        bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
         if localization is not None and not isinstance(
             localization, keras.layers.Layer
         ):
@@ -199,4 +197,3 @@ class SpatialTransformer(keras.layers.Layer):
             config["localization"]
         )
         return cls(**config)
-

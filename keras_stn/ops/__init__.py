@@ -7,11 +7,15 @@ of `(x, y)` in `[-1, 1]`; theta maps output points to input points;
 
 from keras_stn.ops import transforms
 from keras_stn.ops.antialias import supersample_grid
-from keras_stn.ops.grids import affine_grid, identity_grid, projective_grid
-from keras_stn.ops.kernels import bicubic_sample, nearest_sample
+from keras_stn.ops.grids import affine_grid
+from keras_stn.ops.grids import identity_grid
+from keras_stn.ops.grids import projective_grid
+from keras_stn.ops.kernels import bicubic_sample
+from keras_stn.ops.kernels import nearest_sample
 from keras_stn.ops.sampler import sample
 from keras_stn.ops.sampling import bilinear_sample
-from keras_stn.ops.tps import regular_control_points, tps_grid
+from keras_stn.ops.tps import regular_control_points
+from keras_stn.ops.tps import tps_grid
 from keras_stn.ops.transforms import grid_for
 
 __all__ = [

@@ -30,6 +30,61 @@ def gather_rows(table, indices):
     return ops.take(table, indices, axis=0)
 
 
+def gather_pixels(images, rows, cols):
+    """Returns `images[b, rows[b, ...], cols[b, ...]]` for each sample b.
+
+    On TensorFlow this is `tf.gather_nd(..., batch_dims=1)`, which XLA
+    compiles well even when the indices are computed in the same cluster (a
+    flat `tf.gather` on fused index arithmetic ran 30x slower on CPU).
+
+    Args:
+        images: tensor `(B, H, W, D)`.
+        rows, cols: int32 tensors `(B, ...)`, in `[0, H)` and `[0, W)`.
+    Returns:
+        Tensor `(B, ..., D)`.
+    """
+    if _is_tensorflow():
+        return _tf_gather_pixels(images, rows, cols)
+    batch, height, width, depth = ops.shape(images)
+    table = ops.reshape(images, (-1, depth))
+    index = _flat_index(rows, cols, height, width)
+    values = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+    return ops.reshape(values, (*ops.shape(rows), depth))
+
+
+def _flat_index(rows, cols, height, width):
+    """Row of `(b, rows, cols)` in the `(B * H * W, D)` view of images."""
+    batch = ops.shape(rows)[0]
+    shape = (-1,) + (1,) * (len(rows.shape) - 1)
+    offsets = ops.reshape(ops.arange(batch, dtype="int32"), shape)
+    return (offsets * height + rows) * width + cols
+
+
+def _tf_gather_pixels(images, rows, cols):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def _gather(images):
+        values = tf.gather_nd(images, tf.stack([rows, cols], -1), batch_dims=1)
+
+        def _gather_pixels_grad(upstream):
+            """The transpose of the gather: one flat segment sum (XLA
+            compiles it faster than the scatter of gather_nd's gradient)."""
+            shape = tf.shape(images)
+            index = _flat_index(rows, cols, shape[1], shape[2])
+            depth = shape[3]
+            summed = tf.math.unsorted_segment_sum(
+                tf.reshape(upstream, (-1, depth)),
+                tf.reshape(index, (-1,)),
+                shape[0] * shape[1] * shape[2],
+            )
+            return tf.reshape(summed, shape)
+
+        return values, _gather_pixels_grad
+
+    return _gather(images)
+
+
 def scatter_add_rows(updates, indices, num_rows):
     """Returns a `(num_rows, D)` tensor with `updates[i]` added at `indices[i]`.
 

@@ -7,7 +7,10 @@ and `align_corners`).
 
 from keras import ops
 
-from keras_stn.ops import _backend, _checks, coordinates, sampling
+from keras_stn.ops import _backend
+from keras_stn.ops import _checks
+from keras_stn.ops import coordinates
+from keras_stn.ops import sampling
 
 # The cubic convolution constant PyTorch's bicubic mode uses.
 CUBIC_A = -0.75

@@ -7,8 +7,10 @@ and `align_corners`).
 
 from keras import ops
 
-from keras_stn.ops import _checks, kernels, sampling
+from keras_stn.ops import _checks
 from keras_stn.ops import antialias as antialias_lib
+from keras_stn.ops import kernels
+from keras_stn.ops import sampling
 
 KERNELS = ("bilinear", "nearest", "bicubic")
 

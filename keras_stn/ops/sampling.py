@@ -8,7 +8,9 @@ Convention: images are channels-last `(B, H, W, C)`; a grid is
 
 from keras import ops
 
-from keras_stn.ops import _backend, _checks, coordinates
+from keras_stn.ops import _backend
+from keras_stn.ops import _checks
+from keras_stn.ops import coordinates
 
 
 def check_sample_args(images, grid, padding_mode, align_corners=False):
@@ -48,12 +50,12 @@ def sample_points(grid, height, width, padding_mode, align_corners):
         grid: float tensor `(B, H_out, W_out, 2)`.
         height, width: ints (or scalar tensors), the input's `H` and `W`.
     Returns:
-        A dict with `index` (int32 `(B, H_out, W_out)`, the north-west tap's
-        row in the corner table of `corner_table`), `weights`
-        (`(B, H_out, W_out, 4)` for taps nw, ne, sw, se), the fractional
-        parts `fx`, `fy` and the chain-rule factors `dx`, `dy`
-        (d index / d grid coordinate, padding and validity included), all
-        `(B, H_out, W_out)`.
+        A dict of `(B, H_out, W_out)` tensors: `row`, `col` (int32, the
+        north-west tap in a frame of one zero pixel around the image, so in
+        `[0, H]` and `[0, W]`), `fx`, `fy` (fractional parts), `dx`, `dy`
+        (d index / d grid coordinate, padding and validity included) and
+        `valid` (1.0 or 0.0); and `weights` `(B, H_out, W_out, 4)` for the
+        taps nw, ne, sw, se.
     """
     dtype = grid.dtype
     ix, x_scale = coordinates.unnormalize(grid[..., 0], width, align_corners)
@@ -71,7 +73,7 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     w = ops.cast(width, dtype)
     h = ops.cast(height, dtype)
     # Past one pixel outside, every tap reads the zero frame: clamp there
-    # (the derivative is zero) so that indices stay in the table.
+    # (the derivative is zero) so that indices stay in the frame.
     x_in = ops.logical_and(ix >= -1.0, ix < w)
     y_in = ops.logical_and(iy >= -1.0, iy < h)
     ix = ops.clip(ix, -1.0, w)
@@ -86,14 +88,9 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     weights = ops.stack([wx0 * wy0, wx1 * wy0, wx0 * fy, wx1 * fy], axis=-1)
     dx = ops.where(ops.logical_and(valid, x_in), x_pad * x_scale, zeros)
     dy = ops.where(ops.logical_and(valid, y_in), y_pad * y_scale, zeros)
-    batch = ops.shape(grid)[0]
-    stride = (height + 1) * (width + 1)
-    offsets = ops.reshape(ops.arange(batch, dtype="int32") * stride, (-1, 1, 1))
-    row = ops.cast(y0, "int32") + 1
-    col = ops.cast(x0, "int32") + 1
-    index = offsets + row * (width + 1) + col
     return {
-        "index": index,
+        "row": ops.cast(y0, "int32") + 1,
+        "col": ops.cast(x0, "int32") + 1,
         "weights": weights,
         "fx": fx,
         "fy": fy,
@@ -103,91 +100,96 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     }
 
 
-def corner_table(images):
-    """Stacks each pixel with its east, south and south-east neighbours.
-
-    One gather of `4C` values then fetches all four bilinear taps: a quarter
-    of the index work of four gathers, which dominates for few channels.
-    The image is framed by one pixel of zeros first (taps outside it).
-
-    Args:
-        images: float tensor `(B, H, W, C)`.
-    Returns:
-        Tensor `(B * (H + 1) * (W + 1), 4 * C)`, channel blocks nw, ne, sw, se.
+def _gather_corner_table(images, row, col):
+    """Four taps by one gather of `4C` values per point from a table that
+    stacks each framed pixel with its east, south and south-east
+    neighbours. A quarter of the index work of four gathers: the faster
+    layout for few channels. Its gradient (autodiff of gather, pad and
+    concatenate) is one scatter of `4C` rows, folded back onto the pixels.
     """
-    padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
     table = ops.concatenate(
         [
-            padded[:, :-1, :-1],
-            padded[:, :-1, 1:],
-            padded[:, 1:, :-1],
-            padded[:, 1:, 1:],
+            framed[:, :-1, :-1],
+            framed[:, :-1, 1:],
+            framed[:, 1:, :-1],
+            framed[:, 1:, 1:],
         ],
         axis=-1,
     )
+    taps = _backend.gather_pixels(table, row, col)
     channels = images.shape[-1] or ops.shape(images)[-1]
-    return ops.reshape(table, (-1, 4 * channels))
+    return ops.reshape(taps, (*ops.shape(row), 4, channels))
 
 
-def fold_corner_table(table_grad, batch, height, width, channels):
-    """The adjoint of `corner_table`: sums the four blocks back onto pixels.
+def _gather_framed_image(images, row, col):
+    """Four taps by one gather of `C` values at four indices per point from
+    the zero-framed image: no table to build, the faster layout for many
+    channels. Its gradient is one scatter of `4 * N` rows of `C`.
+    """
+    framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    rows = ops.stack([row, row, row + 1, row + 1], axis=-1)
+    cols = ops.stack([col, col + 1, col, col + 1], axis=-1)
+    return _backend.gather_pixels(framed, rows, cols)
+
+
+# Up to this many channels a corner table beats four gathers (measured with
+# benchmarks/sampler_benchmark.py on a 2-core CPU: faster for mnist, C=1, and
+# cub, C=3, with the theta gradient; slower for feat, C=64).
+CORNER_TABLE_MAX_CHANNELS = 4
+
+
+def gather_taps(images, row, col):
+    """The four bilinear taps around each point.
 
     Args:
-        table_grad: tensor `(B * (H + 1) * (W + 1), 4 * C)`.
+        images: float tensor `(B, H, W, C)`.
+        row, col: int32 `(B, H_out, W_out)`, the north-west tap in the
+            zero-framed image (`sample_points`).
     Returns:
-        Tensor `(B, H, W, C)`.
+        Tensor `(B, H_out, W_out, 4, C)`, taps nw, ne, sw, se; taps outside
+        the image read zero. Differentiable w.r.t. `images` (a scatter-add).
     """
-    blocks = ops.reshape(
-        table_grad, (batch, height + 1, width + 1, 4, channels)
-    )
-    nw, ne, sw, se = (blocks[:, :, :, k] for k in range(4))
-    no = [0, 0]
-    framed = (
-        ops.pad(nw, [no, [0, 1], [0, 1], no])
-        + ops.pad(ne, [no, [0, 1], [1, 0], no])
-        + ops.pad(sw, [no, [1, 0], [0, 1], no])
-        + ops.pad(se, [no, [1, 0], [1, 0], no])
-    )
-    return framed[:, 1:-1, 1:-1]
-
-
-def _gather_taps(images, index):
-    """Returns the four taps `(B, H_out, W_out, 4, C)` at `index`."""
-    table = corner_table(images)
-    taps = _backend.gather_rows(table, ops.reshape(index, (-1,)))
-    channels = images.shape[-1] or ops.shape(images)[-1]
-    return ops.reshape(taps, (*ops.shape(index), 4, channels))
+    channels = images.shape[-1]
+    if channels is not None and channels <= CORNER_TABLE_MAX_CHANNELS:
+        return _gather_corner_table(images, row, col)
+    return _gather_framed_image(images, row, col)
 
 
 def _bilinear_sample_core(images, grid, padding_mode, align_corners):
-    """Bilinear sampling of float32/64 `images` at `grid`, custom gradient."""
+    """Bilinear sampling of float32/64 `images` at `grid`.
+
+    The taps are gathered by differentiable ops (their gradient w.r.t. the
+    images is the scatter-add, pruned when nobody asks for it); the kernel
+    that combines them has the hand-written gradient.
+    """
+    _, height, width, _ = dims(images)
+    points = sample_points(grid, height, width, padding_mode, align_corners)
+    taps = gather_taps(
+        images,
+        ops.stop_gradient(points["row"]),
+        ops.stop_gradient(points["col"]),
+    )
 
     @ops.custom_gradient
-    def _sample(images, grid):
-        batch, height, width, channels = dims(images)
-        points = sample_points(grid, height, width, padding_mode, align_corners)
-        taps = _gather_taps(images, points["index"])
-        output = ops.sum(taps * points["weights"][..., None], axis=-2)
+    def _combine(taps, grid):
+        pts = sample_points(grid, height, width, padding_mode, align_corners)
+        output = ops.sum(taps * pts["weights"][..., None], axis=-2)
 
         def _bilinear_sample_grad(*args, upstream=None):
             """Gradients of the bilinear kernel.
 
             With f = fx, g = fy and taps v_nw, v_ne, v_sw, v_se, the output
             is (1-f)(1-g) v_nw + f(1-g) v_ne + (1-f) g v_sw + f g v_se, so
-              d out / d v_tap = its weight (scatter-added onto the pixels),
+              d out / d v_tap = its weight,
               d out / d ix = (1-g)(v_ne - v_nw) + g (v_se - v_sw),
               d out / d iy = (1-f)(v_sw - v_nw) + f (v_se - v_ne),
-            and d ix / d x is `dx` (scale, padding and validity). Everything
-            is recomputed from `images` and `grid` with differentiable ops,
-            so second derivatives flow; an image gradient nobody uses is
-            pruned from the graph.
+            and d ix / d x is `dx` (scale, padding and validity). Written
+            with differentiable ops of `taps` and `grid`, so second
+            derivatives flow.
             """
             upstream = args[0] if upstream is None else upstream
-            upstream = ops.cast(upstream, images.dtype)
-            pts = sample_points(
-                grid, height, width, padding_mode, align_corners
-            )
-            taps = _gather_taps(images, pts["index"])
+            upstream = ops.cast(upstream, taps.dtype)
             nw, ne, sw, se = (taps[..., k, :] for k in range(4))
             fx = pts["fx"][..., None]
             fy = pts["fy"][..., None]
@@ -195,21 +197,12 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
             d_iy = (1.0 - fx) * (sw - nw) + fx * (se - ne)
             grad_x = ops.sum(upstream * d_ix, axis=-1) * pts["dx"]
             grad_y = ops.sum(upstream * d_iy, axis=-1) * pts["dy"]
-            grad_grid = ops.stack([grad_x, grad_y], axis=-1)
-            updates = upstream[..., None, :] * pts["weights"][..., None]
-            table_grad = _backend.scatter_add_rows(
-                ops.reshape(updates, (-1, 4 * channels)),
-                ops.reshape(pts["index"], (-1,)),
-                batch * (height + 1) * (width + 1),
-            )
-            grad_images = fold_corner_table(
-                table_grad, batch, height, width, channels
-            )
-            return grad_images, grad_grid
+            grad_taps = upstream[..., None, :] * pts["weights"][..., None]
+            return grad_taps, ops.stack([grad_x, grad_y], axis=-1)
 
         return output, _bilinear_sample_grad
 
-    return _sample(images, grid)
+    return _combine(taps, grid)
 
 
 def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
@@ -218,8 +211,9 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     The paper's sampler (Jaderberg et al., eq. 5): each output pixel is the
     bilinear interpolation of the four input pixels around its point. Values
     and gradients equal PyTorch's `grid_sample(mode="bilinear")`. The
-    gradient is hand-written: its image part is one scatter-add, its grid
-    part reuses the same four taps.
+    kernel's gradient is hand-written; the image gradient is the one
+    scatter-add that transposes the tap gather, and it is pruned from the
+    graph when only the grid's gradient is asked for.
     Convention: grid is `(x, y)` in `[-1, 1]`, channels-last; `padding_mode`
     and `align_corners` as in PyTorch.
 

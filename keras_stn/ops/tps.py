@@ -11,7 +11,8 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _checks, grids
+from keras_stn.ops import _checks
+from keras_stn.ops import grids
 
 
 def regular_control_points(num_points=16):

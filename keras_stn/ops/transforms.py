@@ -12,7 +12,10 @@ Convention: theta maps output points to input points, in normalised
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _backend, _checks, grids, tps
+from keras_stn.ops import _backend
+from keras_stn.ops import _checks
+from keras_stn.ops import grids
+from keras_stn.ops import tps
 
 
 class Transform:

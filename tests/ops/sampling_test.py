@@ -359,3 +359,28 @@ def test_integer_images_are_refused():
         stn_ops.bilinear_sample(
             tf.zeros((1, 3, 3, 1), tf.int32), np.zeros((1, 2, 2, 2), "float32")
         )
+
+
+@pytest.mark.parametrize("channels", [1, 3, 6])
+def test_both_tap_layouts_give_the_same_values_and_gradients(
+    monkeypatch, channels
+):
+    from keras_stn.ops import sampling
+
+    gen = test_case.rng(10)
+    images = gen.normal(size=(2, 5, 6, channels))
+    grid = gen.uniform(-1.4, 1.4, size=(2, 4, 3, 2))
+    results = []
+    for limit in (0, 1000):  # framed image, then corner table
+        monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", limit)
+        results.append(
+            test_case.gradients(
+                lambda i, g: stn_ops.bilinear_sample(i, g, "reflection"),
+                images,
+                grid,
+            )
+        )
+    (out_a, grads_a), (out_b, grads_b) = results
+    test_case.assert_close(out_a, out_b, 1e-12)
+    for a, b in zip(grads_a, grads_b):
+        test_case.assert_close(a, b, 1e-12)
