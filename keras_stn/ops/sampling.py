@@ -134,9 +134,9 @@ def _gather_framed_image(images, row, col):
 
 
 # Up to this many channels a corner table beats four gathers (measured with
-# benchmarks/sampler_benchmark.py on a 2-core CPU: faster for mnist, C=1, and
-# cub, C=3, with the theta gradient; slower for feat, C=64).
-CORNER_TABLE_MAX_CHANNELS = 4
+# benchmarks/sampler_benchmark.py on a 2-core CPU: faster for mnist, C=1;
+# slower for cub, C=3, and feat, C=64, forward and backward).
+CORNER_TABLE_MAX_CHANNELS = 1
 
 
 def gather_taps(images, row, col):

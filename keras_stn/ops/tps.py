@@ -113,7 +113,8 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
     control point `c_k` (output space) to `theta[:, k]` (input space)
     exactly. The grid is linear in theta, `grid = M @ theta`, with M from
     one linear solve per control-point set and size; the gradient is
-    hand-written, `d theta = M^T d grid`.
+    hand-written, `d theta = M^T d grid`. The identity theta (the control
+    points) gives the identity grid exactly.
     Convention: control points and theta are normalised `(x, y)`.
 
     Args:
@@ -153,9 +154,19 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
         _grid_matrix(key, size, bool(align_corners)), dtype=theta.dtype
     )
 
+    # The spline reproduces affine maps, so M @ control_points is the
+    # identity grid; adding M @ (theta - control_points) to the exact
+    # identity grid keeps a near-identity warp free of the rounding of K
+    # summed terms (the identity theta gives the identity grid bit for bit).
+    base = ops.convert_to_tensor(
+        grids.base_grid_numpy(size, bool(align_corners))[:, :2],
+        dtype=theta.dtype,
+    )
+    control = ops.convert_to_tensor(control_points, dtype=theta.dtype)
+
     @ops.custom_gradient
     def _tps(theta):
-        points = ops.einsum("pk,bki->bpi", matrix, theta)
+        points = base + ops.einsum("pk,bki->bpi", matrix, theta - control)
 
         def _tps_grid_grad(*args, upstream=None):
             """d theta[b, k, i] = sum_p M[p, k] upstream[b, p, i]."""
