@@ -4,6 +4,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# The registered families of the paper's Table 1, plus TPS.
+FAMILIES = [
+    "translation",
+    "rigid",
+    "similarity",
+    "attention",
+    "affine",
+    "projective",
+    "tps",
+]
+
 # Absolute tolerances for values of order 1, keyed by the compute dtype.
 TOLERANCES = {
     "float64": 1e-7,

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_stn.layers import localization_head
 from keras_stn.layers import spatial_transformer
 from keras_stn.ops import transforms
 
@@ -66,16 +65,8 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
         self.merge = merge
         super().__init__(localization, transform, **kwargs)
 
-    def _make_heads(self):
-        return [
-            localization_head.LocalizationHead(
-                self.transform,
-                lr_multiplier=self.lr_multiplier,
-                dtype=self.dtype_policy,
-                name=f"head_{i}",
-            )
-            for i in range(self.num_transformers)
-        ]
+    def _head_names(self):
+        return [f"head_{i}" for i in range(self.num_transformers)]
 
     def call(self, inputs):
         features = self.localization(inputs)

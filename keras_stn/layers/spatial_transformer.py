@@ -96,14 +96,19 @@ class SpatialTransformer(keras.layers.Layer):
         self.return_grid = bool(return_grid)
         self.heads = self._make_heads()
 
+    def _head_names(self):
+        """One name per head; subclasses with several heads override it."""
+        return ["head"]
+
     def _make_heads(self):
         return [
             localization_head.LocalizationHead(
                 self.transform,
                 lr_multiplier=self.lr_multiplier,
                 dtype=self.dtype_policy,
-                name="head",
+                name=name,
             )
+            for name in self._head_names()
         ]
 
     def _sample_size(self, inputs_shape):

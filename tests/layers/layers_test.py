@@ -9,15 +9,7 @@ import keras_stn
 from keras_stn.ops import transforms
 from tests import test_case
 
-FAMILIES = [
-    "translation",
-    "rigid",
-    "similarity",
-    "attention",
-    "affine",
-    "projective",
-    "tps",
-]
+FAMILIES = test_case.FAMILIES
 
 
 def _images(shape=(2, 16, 16, 3), seed=0):

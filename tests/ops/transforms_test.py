@@ -7,15 +7,7 @@ from keras_stn import ops as stn_ops
 from keras_stn.ops import transforms
 from tests import test_case
 
-FAMILIES = [
-    "translation",
-    "rigid",
-    "similarity",
-    "attention",
-    "affine",
-    "projective",
-    "tps",
-]
+FAMILIES = test_case.FAMILIES
 SIZES = {
     "translation": 2,
     "rigid": 3,
