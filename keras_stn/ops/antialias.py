@@ -81,6 +81,13 @@ def antialias_factor(antialias, input_size, output_size):
     if antialias is None or antialias is False:
         return 1
     if antialias is True:
+        if None in (*input_size, *output_size):
+            raise ValueError(
+                "`antialias=True` needs static input and output sizes to "
+                "pick the factor; pass an int factor instead. Received: "
+                f"input size {tuple(input_size)}, output size "
+                f"{tuple(output_size)}"
+            )
         ratio = max(
             -(-input_size[0] // output_size[0]),
             -(-input_size[1] // output_size[1]),

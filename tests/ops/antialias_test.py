@@ -83,3 +83,13 @@ def test_supersample_grid_of_identity_is_the_finer_identity():
 def test_supersample_factor_must_be_positive_int():
     with pytest.raises(ValueError, match=r"`factor` must be a positive int"):
         stn_ops.supersample_grid(stn_ops.identity_grid((2, 2)), 0)
+
+
+def test_automatic_factor_needs_static_sizes():
+    from keras_stn.ops import antialias
+
+    assert antialias.antialias_factor(True, (64, 64), (16, 16)) == 4
+    assert antialias.antialias_factor(True, (20, 20), (20, 20)) == 2
+    assert antialias.antialias_factor(3, (None, None), (4, 4)) == 3
+    with pytest.raises(ValueError, match=r"`antialias=True` needs static"):
+        antialias.antialias_factor(True, (None, 8), (4, 4))
