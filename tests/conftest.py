@@ -10,6 +10,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 collect_ignore = ["ops/jax_worker.py"]
 
 
+@pytest.fixture(autouse=True)
+def _sampler_kernels(request, monkeypatch):
+    """Op-level XLA (the default) compiles each new shape three times; most
+    tests check the math with TensorFlow's kernels, and those marked
+    `xla_samplers` check the compiled path users get."""
+    if request.node.get_closest_marker("xla_samplers") is None:
+        monkeypatch.setenv("KERAS_STN_XLA_SAMPLERS", "0")
+    else:
+        monkeypatch.delenv("KERAS_STN_XLA_SAMPLERS", raising=False)
+
+
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() == "tensorflow":
         return

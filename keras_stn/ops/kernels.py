@@ -16,71 +16,67 @@ from keras_stn.ops import sampling
 CUBIC_A = -0.75
 
 
-def _frame_table(images):
-    """Frames images with one pixel of zeros, flattened to `(N, C)` rows."""
-    padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    channels = images.shape[-1] or ops.shape(images)[-1]
-    return ops.reshape(padded, (-1, channels))
+def _frame(images):
+    """Frames images with one pixel of zeros: `(B, H + 2, W + 2, C)`."""
+    return ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
 
 
-def _frame_index(rows, cols, height, width):
-    """Row of `_frame_table` for integer pixel `(rows, cols)` `(B, ...)`.
+def _read_framed(framed, rows, cols, height, width):
+    """Pixels `(rows, cols)` `(B, ...)` of the image inside `framed`.
 
-    Indices outside `[0, H) x [0, W)` read the zero frame.
+    Indices outside `[0, H) x [0, W)` read the zero frame. Differentiable
+    w.r.t. `framed` (a scatter-add).
     """
-    rows = ops.clip(rows, -1, height)
-    cols = ops.clip(cols, -1, width)
-    cols = ops.where(ops.logical_or(rows < 0, rows >= height), -1, cols)
-    rows = ops.where(ops.logical_or(cols < 0, cols >= width), -1, rows)
-    batch = ops.shape(rows)[0]
-    stride = (height + 2) * (width + 2)
-    shape = (-1,) + (1,) * (len(rows.shape) - 1)
-    offsets = ops.reshape(ops.arange(batch, dtype="int32") * stride, shape)
-    return offsets + (rows + 1) * (width + 2) + cols + 1
+    outside = ops.logical_or(
+        ops.logical_or(rows < 0, rows >= height),
+        ops.logical_or(cols < 0, cols >= width),
+    )
+    rows = ops.where(outside, -1, ops.clip(rows, -1, height))
+    cols = ops.where(outside, -1, ops.clip(cols, -1, width))
+    return _backend.gather_pixels(framed, rows + 1, cols + 1)
+
+
+def _zero_link(grid):
+    """Zeros `(B, 1, 1, 1)` whose gradient w.r.t. `grid` is zero: added to
+    an output, it makes tapes return a zero grid gradient, not None."""
+
+    @ops.custom_gradient
+    def _link(grid):
+        def _zero_link_grad(*args, upstream=None):
+            """d grid = 0."""
+            return ops.zeros_like(grid)
+
+        return ops.zeros_like(grid[:, :1, :1, :1]), _zero_link_grad
+
+    return _link(grid)
 
 
 def _nearest_core(images, grid, padding_mode, align_corners):
-    @ops.custom_gradient
-    def _sample(images, grid):
-        batch, height, width, channels = sampling.dims(images)
-        ix, _ = coordinates.unnormalize(grid[..., 0], width, align_corners)
-        iy, _ = coordinates.unnormalize(grid[..., 1], height, align_corners)
-        valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
-        ix = ops.where(valid, ix, -2.0 * ops.ones_like(ix))
-        iy = ops.where(valid, iy, -2.0 * ops.ones_like(iy))
-        if padding_mode != "zeros":
-            ix, _ = coordinates.apply_padding(
-                ix, width, padding_mode, align_corners
-            )
-            iy, _ = coordinates.apply_padding(
-                iy, height, padding_mode, align_corners
-            )
-            # Non-finite points read zeros in every mode.
-            iy = ops.where(valid, iy, -2.0 * ops.ones_like(iy))
-        # Round half to even, as PyTorch's nearbyint.
-        cols = ops.cast(ops.clip(ops.round(ix), -1.0, width), "int32")
-        rows = ops.cast(ops.clip(ops.round(iy), -1.0, height), "int32")
-        index = ops.reshape(_frame_index(rows, cols, height, width), (-1,))
-        values = _backend.gather_rows(_frame_table(images), index)
-        output = ops.reshape(values, (*ops.shape(grid)[:-1], channels))
-
-        def _nearest_sample_grad(*args, upstream=None):
-            """d out / d image pixel = 1 at the nearest pixel (scatter-add);
-            d out / d grid = 0 almost everywhere (piecewise constant)."""
-            upstream = args[0] if upstream is None else upstream
-            table_grad = _backend.scatter_add_rows(
-                ops.reshape(upstream, (-1, channels)),
-                index,
-                batch * (height + 2) * (width + 2),
-            )
-            framed = ops.reshape(
-                table_grad, (batch, height + 2, width + 2, channels)
-            )
-            return framed[:, 1:-1, 1:-1], ops.zeros_like(grid)
-
-        return output, _nearest_sample_grad
-
-    return _sample(images, grid)
+    """Nearest sampling of float32/64 inputs. The gradient w.r.t. `images`
+    is the gather's scatter-add; the grid only chooses indices, so its
+    gradient is zero."""
+    link = _zero_link(grid)
+    grid = ops.stop_gradient(grid)
+    _, height, width, _ = sampling.dims(images)
+    ix, _ = coordinates.unnormalize(grid[..., 0], width, align_corners)
+    iy, _ = coordinates.unnormalize(grid[..., 1], height, align_corners)
+    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
+    ix = ops.where(valid, ix, ops.zeros_like(ix))
+    iy = ops.where(valid, iy, ops.zeros_like(iy))
+    if padding_mode != "zeros":
+        ix, _ = coordinates.apply_padding(
+            ix, width, padding_mode, align_corners
+        )
+        iy, _ = coordinates.apply_padding(
+            iy, height, padding_mode, align_corners
+        )
+    # Non-finite points read the zero frame, in every mode.
+    iy = ops.where(valid, iy, -2.0 * ops.ones_like(iy))
+    # Round half to even, as PyTorch's nearbyint.
+    w, h = ops.cast(width, ix.dtype), ops.cast(height, iy.dtype)
+    cols = ops.cast(ops.clip(ops.round(ix), -1.0, w), "int32")
+    rows = ops.cast(ops.clip(ops.round(iy), -1.0, h), "int32")
+    return _read_framed(_frame(images), rows, cols, height, width) + link
 
 
 def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
@@ -105,12 +101,12 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     """
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
     dtype = _checks.compute_dtype(images.dtype, grid.dtype)
-    output = _nearest_core(
-        ops.cast(images, dtype),
-        ops.cast(grid, dtype),
-        padding_mode,
-        bool(align_corners),
+    align_corners = bool(align_corners)
+    core = _backend.xla_compiled(
+        ("nearest", padding_mode, align_corners),
+        lambda i, g: _nearest_core(i, g, padding_mode, align_corners),
     )
+    output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, images.dtype)
 
 
@@ -158,9 +154,19 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
         ValueError: as `bilinear_sample`.
     """
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
-    out_dtype = images.dtype
     dtype = _checks.compute_dtype(images.dtype, grid.dtype)
-    images, grid = ops.cast(images, dtype), ops.cast(grid, dtype)
+    align_corners = bool(align_corners)
+    core = _backend.xla_compiled(
+        ("bicubic", padding_mode, align_corners),
+        lambda i, g: _bicubic_core(i, g, padding_mode, align_corners),
+    )
+    output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
+    return ops.cast(output, images.dtype)
+
+
+def _bicubic_core(images, grid, padding_mode, align_corners):
+    """Bicubic sampling of float32/64 inputs, differentiable by autodiff."""
+    dtype = images.dtype
     _, height, width, channels = sampling.dims(images)
     ix, _ = coordinates.unnormalize(grid[..., 0], width, align_corners)
     iy, _ = coordinates.unnormalize(grid[..., 1], height, align_corners)
@@ -184,13 +190,11 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
         _tap_index(y0 + (k - 1.0), height, padding_mode, align_corners)
         for k in range(4)
     ]
-    index = ops.stack(
-        [_frame_index(r, c, height, width) for r in rows for c in cols],
-        axis=-1,
+    framed = _frame(images)
+    taps = ops.stack(
+        [_read_framed(framed, r, c, height, width) for r in rows for c in cols],
+        axis=-2,
     )
     weights = ops.stack([a * b for a in wy for b in wx], axis=-1)
     weights = weights * ops.cast(valid, dtype)[..., None]
-    taps = _backend.gather_rows(_frame_table(images), ops.reshape(index, (-1,)))
-    taps = ops.reshape(taps, (*ops.shape(index), channels))
-    output = ops.sum(taps * weights[..., None], axis=-2)
-    return ops.cast(output, out_dtype)
+    return ops.sum(taps * weights[..., None], axis=-2)

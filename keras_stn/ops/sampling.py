@@ -243,10 +243,10 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     images, grid = check_sample_args(images, grid, padding_mode)
     out_dtype = images.dtype
     dtype = _checks.compute_dtype(images.dtype, grid.dtype)
-    output = _bilinear_sample_core(
-        ops.cast(images, dtype),
-        ops.cast(grid, dtype),
-        padding_mode,
-        bool(align_corners),
+    align_corners = bool(align_corners)
+    core = _backend.xla_compiled(
+        ("bilinear", padding_mode, align_corners),
+        lambda i, g: _bilinear_sample_core(i, g, padding_mode, align_corners),
     )
+    output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, out_dtype)

@@ -18,6 +18,9 @@ import pytest
 import keras_stn
 from tests import test_case
 
+# The graphs users export: samplers compiled with op-level XLA.
+pytestmark = pytest.mark.xla_samplers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 

@@ -102,6 +102,7 @@ def test_localization_head_starts_at_identity_for_any_features():
     test_case.assert_close(theta, np.tile([1.0, 0.0, 0.0], (4, 1)), 0.0)
 
 
+@pytest.mark.xla_samplers
 def test_one_step_moves_theta_the_way_the_task_needs():
     # The target shows the input's bright column one pixel-step to the left
     # (x = 0 instead of x = 0.25): the transformer must sample further right,
@@ -222,6 +223,7 @@ def test_bad_inputs_are_refused_at_build_time():
         keras_stn.ParallelSpatialTransformers(2, merge="sum")
 
 
+@pytest.mark.xla_samplers
 def test_jit_compiled_training_matches_eager():
     images = _images((4, 16, 16, 1))
     targets = test_case.rng(3).normal(size=(4, 3)).astype("float32")
@@ -251,6 +253,7 @@ def test_jit_compiled_training_matches_eager():
         test_case.assert_close(a, b, 1e-5, rtol=1e-5)
 
 
+@pytest.mark.xla_samplers
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_without_nan(policy):
     keras.mixed_precision.set_global_policy(policy)

@@ -35,10 +35,15 @@ def _torch_sample(images, grid, mode, padding_mode, align_corners, upstream):
     )
 
 
+@pytest.mark.parametrize("xla", [False, True])
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode,align_corners", MODES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_matches_torch_grid_sample(kernel, padding_mode, align_corners, dtype):
+def test_matches_torch_grid_sample(
+    monkeypatch, xla, kernel, padding_mode, align_corners, dtype
+):
+    # Both the TensorFlow kernels and the op-level XLA path users get.
+    monkeypatch.setenv("KERAS_STN_XLA_SAMPLERS", "1" if xla else "0")
     gen = test_case.rng(1)
     images = gen.normal(size=(2, 5, 7, 3)).astype(dtype)
     # Points inside, outside and on the border, plus exact pixel centres.
@@ -106,6 +111,7 @@ def test_jacobian_matches_finite_differences(padding_mode, align_corners):
     )
 
 
+@pytest.mark.xla_samplers
 def test_second_derivatives_match_twin():
     gen = test_case.rng(4)
     images = tf.constant(gen.normal(size=(2, 5, 5, 2)))
@@ -236,6 +242,7 @@ def test_one_pixel_input_and_output_stay_finite(padding_mode, align_corners):
         np.testing.assert_allclose(out, 2.0)
 
 
+@pytest.mark.xla_samplers
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 def test_non_finite_points_sample_zero_and_spare_the_batch(
@@ -269,6 +276,7 @@ def test_non_finite_points_sample_zero_and_spare_the_batch(
     np.testing.assert_array_equal(d_grid[2], ref_d_grid[2])
 
 
+@pytest.mark.xla_samplers
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 def test_xla_matches_eager(kernel):
     gen = test_case.rng(8)
