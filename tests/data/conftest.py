@@ -36,4 +36,3 @@ def mnist_dirs(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     mnist.prepared_builder(data_dir, MNIST_FILES_DIR)
     return {"data_dir": data_dir, "manual_dir": MNIST_FILES_DIR}
-

@@ -1,0 +1,109 @@
+"""The tf.data skeleton the MNIST sets share: seeds, order, batches.
+
+Example `i` (its index in the base split, `"train"` or `"test"`) draws its
+parameters from the stateless seed `fold_in((nonce, tag), i)`, `tag` a
+CRC32 of the set's name and base split. Evaluation (`training=False`): the
+nonce is the seed (default `DEFAULT_SEED`) and the order is the split's, so
+every call on every machine yields the same batches. Training: the order is
+reshuffled and the nonce redrawn per example every epoch
+(`tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`), so each
+epoch sees fresh distortions; a seed makes the whole sequence of epochs
+repeatable.
+
+Parameters are drawn per example (parallel map), then the batch is rendered
+at once: one grid and one sampling call per batch.
+"""
+
+import zlib
+
+import tensorflow as tf
+
+DEFAULT_SEED = 0
+
+
+def resolve_training(training, split):
+    """`training`, or by default whether `split` is a training split.
+
+    The default is True for `"train"` and its slices, False for `"test"`,
+    its slices and `"validation"`.
+    """
+    if training is None:
+        return split.startswith("train")
+    if not isinstance(training, bool):
+        raise ValueError(
+            f"`training` must be None, True or False. Received: "
+            f"training={training!r}"
+        )
+    return training
+
+
+def example_seeds(start, stop, training, seed, tag):
+    """The dataset of `(index, seed)` pairs, in order or reshuffled.
+
+    Args:
+        start, stop: ints, the examples `[start, stop)` of the base split.
+        training: bool, reshuffle and redraw every epoch.
+        seed: int or None.
+        tag: str, names the set and base split (decorrelates sets).
+    Returns:
+        A `tf.data.Dataset` of `(int64 scalar, int64 (2,))`.
+    """
+    tag = tf.constant(zlib.crc32(tag.encode()), tf.int64)
+    indices = tf.data.Dataset.range(start, stop)
+    if training:
+        indices = indices.shuffle(
+            stop - start, seed=seed, reshuffle_each_iteration=True
+        )
+        nonces = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        )
+    else:
+        nonce = DEFAULT_SEED if seed is None else seed
+        nonces = tf.data.Dataset.from_tensors(tf.constant(nonce, tf.int64))
+        nonces = nonces.repeat()
+
+    def _seed(index, nonce):
+        key = tf.stack([nonce, tag])
+        return index, tf.random.experimental.stateless_fold_in(key, index)
+
+    return tf.data.Dataset.zip(indices, nonces).map(_seed)
+
+
+def build(seeds, draw, render, batch_size, drop_remainder, with_params):
+    """Draws per example, batches, renders per batch and prefetches.
+
+    Args:
+        seeds: `example_seeds`' dataset.
+        draw: `(index, seed) -> dict` of one example's parameters.
+        render: `(indices (B,), params) -> (images, labels, extra dict)`.
+        batch_size: int.
+        drop_remainder: bool.
+        with_params: bool, append `{"index": ..., **params, **extra}`.
+    Returns:
+        A batched, prefetched `tf.data.Dataset`.
+    """
+    autotune = tf.data.AUTOTUNE
+    examples = seeds.map(
+        lambda index, seed: (index, draw(index, seed)),
+        num_parallel_calls=autotune,
+    )
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+
+    def _render(index, params):
+        images, labels, extra = render(index, params)
+        if with_params:
+            return images, labels, {"index": index, **params, **extra}
+        return images, labels
+
+    batches = batches.map(_render, num_parallel_calls=autotune)
+    return batches.prefetch(autotune)
+
+
+def to_unit_float(images):
+    """uint8 images to float32 in `[0, 1]`."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def clip_unit(images):
+    """Clips to `[0, 1]`: bilinear weights can sum to 1 + 1 ulp."""
+    return tf.clip_by_value(images, 0.0, 1.0)
