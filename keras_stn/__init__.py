@@ -6,6 +6,7 @@ https://arxiv.org/abs/1506.02025
 
 from keras_stn import initializers
 from keras_stn import layers
+from keras_stn import models
 from keras_stn import ops
 from keras_stn.initializers import TransformIdentity
 from keras_stn.layers import BilinearSampler
@@ -28,6 +29,7 @@ __all__ = [
     "default_localization",
     "initializers",
     "layers",
+    "models",
     "ops",
     "transforms",
     "__version__",
