@@ -92,6 +92,20 @@ def paper_fcn_localization(units=32):
     )
 
 
+def _with_transformer(
+    input_shape, body, name, transform, localization, transformer_kwargs
+):
+    """`body` behind a `SpatialTransformer` with the given trunk."""
+    localization_head.check_transform(transform)
+    transformer = spatial_transformer.SpatialTransformer(
+        localization,
+        transform=transform,
+        name="spatial_transformer",
+        **transformer_kwargs,
+    )
+    return _model(input_shape, body, name, transformer)
+
+
 def _model(input_shape, body, name, transformer=None):
     _check_shape(input_shape)
     inputs = keras.Input(input_shape)
@@ -170,18 +184,13 @@ def st_cnn(
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     _check_classes(num_classes)
-    localization_head.check_transform(transform)
-    transformer = spatial_transformer.SpatialTransformer(
-        localization or paper_cnn_localization(),
-        transform=transform,
-        name="spatial_transformer",
-        **transformer_kwargs,
-    )
-    return _model(
+    return _with_transformer(
         input_shape,
         _cnn_body(num_classes, classifier_activation, filters),
         "st_cnn",
-        transformer,
+        transform,
+        localization or paper_cnn_localization(),
+        transformer_kwargs,
     )
 
 
@@ -203,16 +212,11 @@ def st_fcn(
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     _check_classes(num_classes)
-    localization_head.check_transform(transform)
-    transformer = spatial_transformer.SpatialTransformer(
-        localization or paper_fcn_localization(),
-        transform=transform,
-        name="spatial_transformer",
-        **transformer_kwargs,
-    )
-    return _model(
+    return _with_transformer(
         input_shape,
         _fcn_body(num_classes, classifier_activation, units),
         "st_fcn",
-        transformer,
+        transform,
+        localization or paper_fcn_localization(),
+        transformer_kwargs,
     )

@@ -29,6 +29,27 @@ def unnormalize(coord, size, align_corners):
     return ((coord + 1.0) * size - 1.0) / 2.0, scale
 
 
+def pixel_indices(grid, height, width, align_corners):
+    """Unnormalises a grid to pixel indices, zeroing non-finite points.
+
+    Args:
+        grid: float tensor `(B, H_out, W_out, 2)` of `(x, y)`.
+        height, width: ints or scalar tensors, the input's size.
+        align_corners: bool.
+    Returns:
+        `(ix, iy, valid, x_scale, y_scale)`: indices `(B, H_out, W_out)`
+        (0 where the point or its index is not finite), the bool mask of
+        finite points, and the scalars d index / d coordinate.
+    """
+    ix, x_scale = unnormalize(grid[..., 0], width, align_corners)
+    iy, y_scale = unnormalize(grid[..., 1], height, align_corners)
+    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
+    zeros = ops.zeros_like(ix)
+    ix = ops.where(valid, ix, zeros)
+    iy = ops.where(valid, iy, zeros)
+    return ix, iy, valid, x_scale, y_scale
+
+
 def _reflect(index, size, align_corners):
     """Reflects `index` into the image, as PyTorch's `reflect_coordinates`.
 

@@ -58,11 +58,9 @@ def _nearest_core(images, grid, padding_mode, align_corners):
     link = _zero_link(grid)
     grid = ops.stop_gradient(grid)
     _, height, width, _ = sampling.dims(images)
-    ix, _ = coordinates.unnormalize(grid[..., 0], width, align_corners)
-    iy, _ = coordinates.unnormalize(grid[..., 1], height, align_corners)
-    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
-    ix = ops.where(valid, ix, ops.zeros_like(ix))
-    iy = ops.where(valid, iy, ops.zeros_like(iy))
+    ix, iy, valid, _, _ = coordinates.pixel_indices(
+        grid, height, width, align_corners
+    )
     if padding_mode != "zeros":
         ix, _ = coordinates.apply_padding(
             ix, width, padding_mode, align_corners
@@ -168,11 +166,9 @@ def _bicubic_core(images, grid, padding_mode, align_corners):
     """Bicubic sampling of float32/64 inputs, differentiable by autodiff."""
     dtype = images.dtype
     _, height, width, channels = sampling.dims(images)
-    ix, _ = coordinates.unnormalize(grid[..., 0], width, align_corners)
-    iy, _ = coordinates.unnormalize(grid[..., 1], height, align_corners)
-    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
-    ix = ops.where(valid, ix, ops.zeros_like(ix))
-    iy = ops.where(valid, iy, ops.zeros_like(iy))
+    ix, iy, valid, _, _ = coordinates.pixel_indices(
+        grid, height, width, align_corners
+    )
     if padding_mode != "reflection":
         # Beyond these every tap is outside (zeros) or on the border (border):
         # clamping changes no value and keeps indices small.

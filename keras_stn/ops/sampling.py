@@ -58,12 +58,10 @@ def sample_points(grid, height, width, padding_mode, align_corners):
         taps nw, ne, sw, se.
     """
     dtype = grid.dtype
-    ix, x_scale = coordinates.unnormalize(grid[..., 0], width, align_corners)
-    iy, y_scale = coordinates.unnormalize(grid[..., 1], height, align_corners)
-    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
+    ix, iy, valid, x_scale, y_scale = coordinates.pixel_indices(
+        grid, height, width, align_corners
+    )
     zeros = ops.zeros_like(ix)
-    ix = ops.where(valid, ix, zeros)
-    iy = ops.where(valid, iy, zeros)
     ix, x_pad = coordinates.apply_padding(
         ix, width, padding_mode, align_corners
     )
