@@ -33,7 +33,6 @@ import argparse
 import datetime
 import importlib.util
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("keras_stn") is None:
     sys.path.insert(1, _ROOT)
 
+import _device  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -63,21 +63,8 @@ PIPELINE_NAMES = {
 
 
 def device_name():
-    """The CPU model and the cores this process may use (or the GPU)."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU {details.get('device_name', gpus[0].name)}"
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU {model}, {len(os.sched_getaffinity(0))} cores"
+    """Describes the device (see `_device`)."""
+    return _device.device_name()
 
 
 def header():

@@ -42,7 +42,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("keras_stn") is None:
     sys.path.insert(1, _ROOT)
 
+import _device  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -110,21 +110,8 @@ def torch_device():
 
 
 def device_name():
-    """Describes the device: the GPU's name, else the CPU model and cores."""
-    gpus = tf_gpus()
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU {details.get('device_name', gpus[0].name)}"
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU {model}, {len(os.sched_getaffinity(0))} cores"
+    """Describes the device (see `_device`)."""
+    return _device.device_name()
 
 
 def header():

@@ -37,6 +37,21 @@ def resolve_training(training, split):
     return training
 
 
+def nonce_stream(training, seed):
+    """The endless int64 nonces that example seeds are folded from.
+
+    Training: a random nonce per example, redrawn every epoch (repeatable
+    with a `seed`). Otherwise: the constant `seed` (default `DEFAULT_SEED`),
+    so every call gives the same examples.
+    """
+    if training:
+        return tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        )
+    nonce = DEFAULT_SEED if seed is None else seed
+    return tf.data.Dataset.from_tensors(tf.constant(nonce, tf.int64)).repeat()
+
+
 def example_seeds(start, stop, training, seed, tag):
     """The dataset of `(index, seed)` pairs, in order or reshuffled.
 
@@ -54,13 +69,7 @@ def example_seeds(start, stop, training, seed, tag):
         indices = indices.shuffle(
             stop - start, seed=seed, reshuffle_each_iteration=True
         )
-        nonces = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True
-        )
-    else:
-        nonce = DEFAULT_SEED if seed is None else seed
-        nonces = tf.data.Dataset.from_tensors(tf.constant(nonce, tf.int64))
-        nonces = nonces.repeat()
+    nonces = nonce_stream(training, seed)
 
     def _seed(index, nonce):
         key = tf.stack([nonce, tag])

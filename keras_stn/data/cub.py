@@ -19,11 +19,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_stn.data import _args
+from keras_stn.data import _pipeline
 
 MANUAL_DIR_ENV = "KERAS_STN_CUB_DIR"
 FILES = ("CUB_200_2011.tgz", "segmentations.tgz")
 NUM_CLASSES = 200
-DEFAULT_SEED = 0
 
 
 def _load(split, data_dir, manual_dir, training, seed):
@@ -187,13 +187,7 @@ def cub_200_2011(
         examples = examples.shuffle(
             shuffle_buffer, seed=seed, reshuffle_each_iteration=True
         )
-        nonces = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True
-        )
-    else:
-        nonce = DEFAULT_SEED if seed is None else seed
-        nonces = tf.data.Dataset.from_tensors(tf.constant(nonce, tf.int64))
-        nonces = nonces.repeat()
+    nonces = _pipeline.nonce_stream(training, seed)
     stream = tf.data.Dataset.zip(
         tf.data.Dataset.range(tf.int64.max), examples, nonces
     )
