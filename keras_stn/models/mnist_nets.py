@@ -4,6 +4,8 @@ Jaderberg et al., 2015, section 4.1: a plain network and the same network
 with a spatial transformer in front, of roughly equal parameter counts.
 """
 
+import math
+
 import keras
 from keras import layers
 
@@ -34,6 +36,52 @@ def _check_classes(num_classes):
             "`num_classes` must be a positive int. Received: "
             f"num_classes={num_classes!r}"
         )
+
+
+_CNN_FILTERS = (32, 32)
+_FCN_UNITS = (128, 128, 128)
+
+
+def _cnn_params(input_shape, num_classes, filters):
+    """`cnn`'s parameter count, without building it."""
+    height, width, channels = input_shape
+    f1, f2 = filters
+    cells = (height // 4) * (width // 4)
+    return (
+        (81 * channels + 1) * f1
+        + (49 * f1 + 1) * f2
+        + (cells * f2 + 1) * num_classes
+    )
+
+
+def _fcn_params(input_shape, num_classes, units):
+    """`fcn`'s parameter count, without building it."""
+    total, width = 0, math.prod(input_shape)
+    for size in (*units, num_classes):
+        total += (width + 1) * size
+        width = size
+    return total
+
+
+def _transformer_params(input_shape, transform, localization):
+    """The localization trunk's and head's parameters (builds the trunk)."""
+    from keras_stn.ops import transforms
+
+    shape = (None, *input_shape)
+    if not localization.built:
+        localization.build(shape)
+    features = localization.compute_output_shape(shape)[-1]
+    num_params = transforms.get(transform).num_params
+    return localization.count_params() + (features + 1) * num_params
+
+
+def _balanced(widths, plain, with_transformer, low):
+    """The width in `range(low, widths[0] + 1)` of the first free layer
+    whose network count is closest to `plain`'s."""
+    return min(
+        range(low, widths[0] + 1),
+        key=lambda w: abs(with_transformer(w) - plain),
+    )
 
 
 def _cnn_body(num_classes, classifier_activation, filters):
@@ -119,7 +167,7 @@ def cnn(
     input_shape,
     num_classes=10,
     classifier_activation="softmax",
-    filters=(32, 32),
+    filters=_CNN_FILTERS,
 ):
     """The paper's CNN baseline: conv 9x9 -> max-pool -> conv 7x7 ->
     max-pool -> classifier.
@@ -147,7 +195,7 @@ def fcn(
     input_shape,
     num_classes=10,
     classifier_activation="softmax",
-    units=(128, 128, 128),
+    units=_FCN_UNITS,
 ):
     """The paper's fully connected baseline: dense ReLU layers of `units`.
 
@@ -168,14 +216,22 @@ def st_cnn(
     num_classes=10,
     transform="affine",
     classifier_activation="softmax",
-    filters=(32, 32),
+    filters=None,
     localization=None,
     **transformer_kwargs,
 ):
     """The paper's ST-CNN: a spatial transformer in front of `cnn`.
 
+    As in the paper, the ST network has about the parameters of its plain
+    counterpart: by default the second convolution is narrowed so that the
+    whole network's count is closest to `cnn(input_shape, num_classes)`'s
+    (never below 16 filters: on large inputs, such as TC's 60x60, the
+    localization's dense layer alone is most of the budget).
+
     Args:
-        input_shape, num_classes, classifier_activation, filters: as `cnn`.
+        input_shape, num_classes, classifier_activation: as `cnn`.
+        filters: the two convolutions' filters; defaults to the balanced
+            `(32, F)` described above.
         transform: a registered family name. Defaults to `"affine"`.
         localization: the trunk; defaults to `paper_cnn_localization()`.
         **transformer_kwargs: passed to `SpatialTransformer` (output_size,
@@ -184,12 +240,28 @@ def st_cnn(
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     _check_classes(num_classes)
+    input_shape = _check_shape(input_shape)
+    localization_head.check_transform(transform)
+    localization = localization or paper_cnn_localization()
+    if filters is None:
+        extra = _transformer_params(input_shape, transform, localization)
+        plain = _cnn_params(input_shape, num_classes, _CNN_FILTERS)
+        second = _balanced(
+            _CNN_FILTERS[1:],
+            plain,
+            lambda f: (
+                extra
+                + _cnn_params(input_shape, num_classes, (_CNN_FILTERS[0], f))
+            ),
+            low=16,
+        )
+        filters = (_CNN_FILTERS[0], second)
     return _with_transformer(
         input_shape,
         _cnn_body(num_classes, classifier_activation, filters),
         "st_cnn",
         transform,
-        localization or paper_cnn_localization(),
+        localization,
         transformer_kwargs,
     )
 
@@ -199,24 +271,44 @@ def st_fcn(
     num_classes=10,
     transform="affine",
     classifier_activation="softmax",
-    units=(128, 128, 128),
+    units=None,
     localization=None,
     **transformer_kwargs,
 ):
     """The paper's ST-FCN: a spatial transformer (dense localization) in
     front of `fcn`.
 
-    Args: as `fcn` and `st_cnn`; `localization` defaults to
+    By default the first hidden layer is narrowed so that the network has
+    about `fcn(input_shape, num_classes)`'s parameters (as in the paper).
+
+    Args: as `fcn` and `st_cnn`; `units` defaults to the balanced
+        `(U, 128, 128)`; `localization` defaults to
         `paper_fcn_localization()`.
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     _check_classes(num_classes)
+    input_shape = _check_shape(input_shape)
+    localization_head.check_transform(transform)
+    localization = localization or paper_fcn_localization()
+    if units is None:
+        extra = _transformer_params(input_shape, transform, localization)
+        plain = _fcn_params(input_shape, num_classes, _FCN_UNITS)
+        first = _balanced(
+            _FCN_UNITS,
+            plain,
+            lambda u: (
+                extra
+                + _fcn_params(input_shape, num_classes, (u, *_FCN_UNITS[1:]))
+            ),
+            low=32,
+        )
+        units = (first, *_FCN_UNITS[1:])
     return _with_transformer(
         input_shape,
         _fcn_body(num_classes, classifier_activation, units),
         "st_fcn",
         transform,
-        localization or paper_fcn_localization(),
+        localization,
         transformer_kwargs,
     )

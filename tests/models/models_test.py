@@ -37,12 +37,37 @@ def test_st_cnn_starts_as_its_cnn():
     # identity, so the ST-CNN computes the CNN's function.
     keras.utils.set_random_seed(1)
     plain = models.cnn((28, 28, 1), 10, classifier_activation=None)
-    st = models.st_cnn((28, 28, 1), 10, classifier_activation=None)
+    st = models.st_cnn(
+        (28, 28, 1), 10, classifier_activation=None, filters=(32, 32)
+    )
     st_body = [w for w in st.weights if "spatial_transformer" not in w.path]
     for dst, src in zip(st_body, plain.weights):
         dst.assign(src)
     images = test_case.rng(2).random((3, 28, 28, 1)).astype("float32")
     test_case.assert_close(st(images), plain(images), 1e-4)
+
+
+@pytest.mark.parametrize("side", [28, 42])
+@pytest.mark.parametrize("transform", ["affine", "projective", "tps"])
+def test_st_networks_have_about_their_plain_parameters(side, transform):
+    # As in the paper: the transformer's parameters come out of the body.
+    shape = (side, side, 1)
+    for st, plain in [
+        (models.st_cnn(shape, transform=transform), models.cnn(shape)),
+        (models.st_fcn(shape, transform=transform), models.fcn(shape)),
+    ]:
+        ratio = st.count_params() / plain.count_params()
+        assert abs(ratio - 1) < 0.03, (st.name, ratio)
+
+
+def test_explicit_widths_are_kept():
+    model = models.st_cnn((42, 42, 1), filters=(8, 4))
+    assert [
+        layer.filters for layer in model.layers if "conv" in layer.name
+    ] == [
+        8,
+        4,
+    ]
 
 
 def test_logits_when_no_classifier_activation():
