@@ -10,6 +10,7 @@ from keras_stn import models
 from keras_stn import ops
 from keras_stn.initializers import TransformIdentity
 from keras_stn.layers import BilinearSampler
+from keras_stn.layers import DepthwiseGradConv2D
 from keras_stn.layers import GridGenerator
 from keras_stn.layers import LocalizationHead
 from keras_stn.layers import ParallelSpatialTransformers
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BilinearSampler",
+    "DepthwiseGradConv2D",
     "GridGenerator",
     "LocalizationHead",
     "ParallelSpatialTransformers",

@@ -1,6 +1,7 @@
 """Keras layers over `keras_stn.ops`: one public layer per module."""
 
 from keras_stn.layers.bilinear_sampler import BilinearSampler
+from keras_stn.layers.depthwise_grad_conv2d import DepthwiseGradConv2D
 from keras_stn.layers.grid_generator import GridGenerator
 from keras_stn.layers.localization import default_localization
 from keras_stn.layers.localization_head import LocalizationHead
@@ -11,6 +12,7 @@ from keras_stn.layers.spatial_transformer import SpatialTransformer
 
 __all__ = [
     "BilinearSampler",
+    "DepthwiseGradConv2D",
     "GridGenerator",
     "LocalizationHead",
     "ParallelSpatialTransformers",
