@@ -13,7 +13,12 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
 
     The paper's CUB-200-2011 module: 2 or 4 `"attention"` transformers on a
     448 input, each sampling a 224 crop that a backbone then reads. Every
-    head starts at the identity; they part ways as training breaks the tie.
+    head starts at the identity, so the heads only part ways when what
+    follows them treats their outputs differently (e.g. `merge="concat"`
+    into a dense layer). When it is symmetric (one shared classifier and a
+    loss invariant to the heads' order) their gradients stay equal: give
+    the heads different starting thetas (assign each head's `bias`), as
+    `examples/parallel_attention.py` does.
     Convention: as `SpatialTransformer`.
 
     Args:
