@@ -2,6 +2,7 @@
 
 import keras
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 # Above this many input channels the depthwise form (F * C_in channels per
 # pixel) stops paying for itself; the layer uses TensorFlow's kernel.
@@ -78,6 +79,14 @@ def _grad(inputs, kernel, upstream, padding):
 _CONVS = {padding: _make_conv(padding) for padding in ("same", "valid")}
 
 
+def _in_xla():
+    """Whether ops are being traced for XLA (`jit_compile=True`), which
+    compiles Conv2D's own gradient well and the depthwise form badly (10x
+    slower on CPU)."""
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
 @keras.saving.register_keras_serializable(package="keras_stn")
 class DepthwiseGradConv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` with a faster gradient w.r.t. a thin input.
@@ -95,7 +104,9 @@ class DepthwiseGradConv2D(keras.layers.Conv2D):
 
     The fast path applies on the TensorFlow backend to channels_last,
     stride-1, undilated, ungrouped convolutions with at most
-    `MAX_FAST_CHANNELS` input channels; anything else is plain `Conv2D`.
+    `MAX_FAST_CHANNELS` input channels, outside XLA (`jit_compile=True`
+    compiles `Conv2D`'s own gradient better); anything else is plain
+    `Conv2D`.
     The hand-written gradient is made of differentiable ops, so second
     derivatives work.
 
@@ -121,6 +132,7 @@ class DepthwiseGradConv2D(keras.layers.Conv2D):
             and self.groups == 1
             and inputs.shape[-1] is not None
             and inputs.shape[-1] <= MAX_FAST_CHANNELS
+            and not _in_xla()
         )
 
     def convolution_op(self, inputs, kernel):

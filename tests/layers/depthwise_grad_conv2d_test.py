@@ -97,7 +97,7 @@ def test_second_derivatives_equal_conv2d():
         test_case.assert_close(got, want, 1e-10)
 
 
-def test_compiles_with_xla_and_falls_back_where_it_does_not_apply():
+def test_xla_uses_conv2d_gradient_and_other_cases_fall_back():
     fast, plain = _pair(3, 3, "same", 2)
     images = tf.constant(test_case.rng(5).standard_normal((2, 11, 12, 2)))
     images = tf.cast(images, "float32")
@@ -109,6 +109,11 @@ def test_compiles_with_xla_and_falls_back_where_it_does_not_apply():
         compiled(images), _value_and_grads(plain, images, upstream)
     ):
         test_case.assert_close(got, want, 1e-4)
+    inside = []
+    tf.function(lambda x: inside.append(fast._fast(x)) or x, jit_compile=True)(
+        images
+    )
+    assert inside == [False]
     strided = layers.DepthwiseGradConv2D(3, 3, strides=2)
     wide = layers.DepthwiseGradConv2D(3, 3)
     assert not strided._fast(images)
