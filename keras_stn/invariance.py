@@ -19,7 +19,7 @@ from keras_stn.data import placement
 SWEEPS = {
     "rotation": (np.arange(0.0, 181.0, 15.0), "degrees", (0.0, 45.0)),
     "scale": (np.round(np.arange(0.4, 1.61, 0.1), 2), "factor", (0.7, 1.2)),
-    "translation": (np.arange(0.0, 15.0, 1.0), "pixels", (0.0, 7.0)),
+    "translation": (np.arange(0.0, 15.0, 1.0), "px right and down", (0.0, 7.0)),
 }
 
 

@@ -91,8 +91,9 @@ def markdown_table(records):
             `data`, `test_error` as a fraction, `status`, `params`,
             `seconds`).
     Returns:
-        str: the table, a legend line, and a line per run with its
-        parameter count and training time.
+        str: the table (with a parameter column when it has one data set,
+        else followed by a table of parameter counts: they depend on the
+        input size) and a legend line.
     """
     records = list(records)
     columns = []
@@ -106,19 +107,30 @@ def markdown_table(records):
         if column not in columns:
             columns.append(column)
         cells[row, column] = record
+    single = len(columns) == 1
     lines = [
-        "| model | params | " + " | ".join(columns) + " |",
-        "|---|---:|" + "---:|" * len(columns),
+        "| model |"
+        + (" params |" if single else "")
+        + "".join(f" {c} |" for c in columns),
+        "|---|" + ("---:|" if single else "") + "---:|" * len(columns),
     ]
     for row in rows:
         found = [cells.get((row, column)) for column in columns]
-        params = next((r["params"] for r in found if r is not None), None)
         values = [_cell(r) if r is not None else "" for r in found]
+        params = [f"{r['params']:,}" if r else "" for r in found]
         lines.append(
-            f"| {row} | {params:,} | " + " | ".join(values) + " |"
-            if params is not None
-            else f"| {row} | | " + " | ".join(values) + " |"
+            f"| {row} |"
+            + (f" {params[0]} |" if single else "")
+            + "".join(f" {v} |" for v in values)
         )
+    if not single:
+        lines += ["", "Parameters:", "", lines[0], lines[1]]
+        for row in rows:
+            found = [cells.get((row, column)) for column in columns]
+            lines.append(
+                f"| {row} |"
+                + "".join(f" {r['params']:,} |" if r else " |" for r in found)
+            )
     lines.append("")
     lines.append(
         "Test error (%), ours (paper's Table 1); * marks a run that has not"

@@ -55,7 +55,19 @@ def test_markdown_table_puts_ours_beside_the_paper():
         ]
     )
     lines = table.splitlines()
-    assert lines[0] == "| model | params | RTS | R |"
-    assert lines[2] == "| CNN | 1,234 | 1.23 (0.8) | 2.00 (1.2) |"
-    assert lines[3] == "| ST-CNN affine | 1,234 | 0.81* (0.5) |  |"
+    assert lines[0] == "| model | RTS | R |"
+    assert lines[2] == "| CNN | 1.23 (0.8) | 2.00 (1.2) |"
+    assert lines[3] == "| ST-CNN affine | 0.81* (0.5) |  |"
+    assert lines[5:9] == ["Parameters:", "", lines[0], lines[1]]
+    assert lines[9] == "| CNN | 1,234 | 1,234 |"
+    assert lines[10] == "| ST-CNN affine | 1,234 | |"
     assert "not finished" in table
+
+
+def test_one_data_set_puts_parameters_beside_the_errors():
+    table = results.markdown_table([_record("cnn", None, "rts", 0.0123)])
+    assert table.splitlines()[:3] == [
+        "| model | params | RTS |",
+        "|---|---:|---:|",
+        "| CNN | 1,234 | 1.23 (0.8) |",
+    ]
