@@ -128,16 +128,30 @@ def make_datasets(
     return train, test, train_examples or 60000
 
 
-def _optimizer(name, learning_rate, total_steps):
-    if name == "sgd":
-        # The paper's optimizer, on a shortened step schedule.
-        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-            [int(total_steps * 2 / 3)], [learning_rate, learning_rate / 10]
+def learning_rate_schedule(optimizer, learning_rate, total_steps):
+    """The learning rate over a run of `total_steps` steps.
+
+    Adam: cosine decay from `learning_rate` to 0. SGD: the paper's schedule
+    scaled to the run, `learning_rate` divided by 10 after each third of the
+    steps (the paper: 150k steps, / 10 every 50k).
+
+    Returns:
+        A `keras.optimizers.schedules.LearningRateSchedule`.
+    """
+    if optimizer == "sgd":
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [total_steps // 3 - 1, 2 * total_steps // 3 - 1],
+            [learning_rate, learning_rate / 10, learning_rate / 100],
         )
-        return keras.optimizers.SGD(schedule, momentum=0.9)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         learning_rate, max(total_steps, 1)
     )
+
+
+def _optimizer(name, learning_rate, total_steps):
+    schedule = learning_rate_schedule(name, learning_rate, total_steps)
+    if name == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9)
     return keras.optimizers.Adam(schedule)
 
 
@@ -230,8 +244,8 @@ def train_run(
         epochs: int, passes over the training examples. Defaults to 3.
         batch_size: int. Defaults to 128.
         optimizer: `"adam"` (cosine decay to 0 over the run; default) or
-            `"sgd"` (momentum 0.9, learning rate / 10 after two thirds of
-            the steps: the paper's schedule, shortened).
+            `"sgd"` (momentum 0.9, learning rate / 10 after each third of
+            the steps: the paper's schedule scaled to the run).
         learning_rate: float; defaults to 1e-3 (Adam) or 0.01 (SGD).
         out_dir: str, the parent of the run folder.
         resume: bool, continue an unfinished run from its last finished
