@@ -13,18 +13,10 @@ Run from the repository root (matplotlib is in the `examples` extra):
 """
 
 import argparse
-import importlib.util
 import math
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Run as a script, `examples/` is on sys.path; the package sits above it.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("keras_stn") is None:
-    sys.path.insert(1, _ROOT)
-
+import _common  # noqa: F401  (first: environment, package path)
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")

@@ -51,19 +51,11 @@ Run from the repository root (matplotlib is in the `examples` extra):
 """
 
 import argparse
-import importlib.util
 import math
 import os
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Run as a script, `examples/` is on sys.path; the package sits above it.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("keras_stn") is None:
-    sys.path.insert(1, _ROOT)
-
+import _common  # first: environment, package path
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -74,7 +66,6 @@ import numpy as np  # noqa: E402
 import keras_stn  # noqa: E402
 from keras_stn import data  # noqa: E402
 from keras_stn import models  # noqa: E402
-from keras_stn import results  # noqa: E402
 
 SIDE = 42
 NUM_CLASSES = 19
@@ -184,52 +175,18 @@ def markdown(record):
     return "\n".join(lines)
 
 
-def write_results(out_dir, record):
-    results.write_json(os.path.join(out_dir, "results.json"), record)
-    results.write_text(os.path.join(out_dir, "results.md"), markdown(record))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--models", nargs="+", choices=MODELS, default=list(MODELS)
     )
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--train-examples",
-        type=int,
-        default=30000,
-        help="train on the first N training digits (0: all 60,000)",
-    )
-    parser.add_argument(
-        "--test-examples",
-        type=int,
-        default=0,
-        help="evaluate on the first N test pairs (0: all 10,000)",
-    )
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    _common.add_run_arguments(parser, "mnist_addition", train_examples=30000)
     parser.add_argument(
         "--pictures", type=int, default=6, help="test pairs in the picture"
     )
-    parser.add_argument(
-        "--manual-dir",
-        default=None,
-        help="folder with the four original MNIST files (offline use)",
-    )
-    parser.add_argument("--data-dir", default=None, help="tfds data dir")
-    parser.add_argument(
-        "--out-dir", default=os.path.join("out", "mnist_addition")
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
-    args = parser.parse_args()
-    for name in ("epochs", "batch_size", "pictures"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("train_examples", "test_examples"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    args = _common.parse_run_arguments(parser)
+    if args.pictures < 1:
+        parser.error("--pictures must be >= 1")
 
     os.makedirs(args.out_dir, exist_ok=True)
     common = {"data_dir": args.data_dir, "manual_dir": args.manual_dir}
@@ -288,7 +245,7 @@ def main():
             "seconds": 0.0,
         }
         record["runs"].append(run)
-        write_results(args.out_dir, record)
+        _common.write_results(args.out_dir, record, markdown(record))
         print(f"{LABELS[name]}: {run['params']:,} parameters, {steps} steps")
         if probe is not None:
             save_picture(
@@ -318,7 +275,7 @@ def main():
         run["test_loss"] = float(evaluation["loss"])
         run["test_error"] = 1.0 - float(evaluation["accuracy"])
         run["status"] = "complete"
-        write_results(args.out_dir, record)
+        _common.write_results(args.out_dir, record, markdown(record))
         if probe is not None:
             save_picture(
                 probe,

@@ -68,19 +68,11 @@ Run from the repository root (matplotlib is in the `examples` extra):
 """
 
 import argparse
-import importlib.util
 import math
 import os
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Run as a script, `examples/` is on sys.path; the package sits above it.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("keras_stn") is None:
-    sys.path.insert(1, _ROOT)
-
+import _common  # first: environment, package path
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -93,7 +85,6 @@ from keras import ops  # noqa: E402
 
 import keras_stn  # noqa: E402
 from keras_stn import data  # noqa: E402
-from keras_stn import results  # noqa: E402
 from keras_stn import viz  # noqa: E402
 
 CANVAS = 84
@@ -400,28 +391,9 @@ def markdown(record):
     return "\n".join(lines)
 
 
-def write_results(out_dir, record):
-    results.write_json(os.path.join(out_dir, "results.json"), record)
-    results.write_text(os.path.join(out_dir, "results.md"), markdown(record))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument(
-        "--train-examples",
-        type=int,
-        default=0,
-        help="train on the first N training digits (0: all 60,000)",
-    )
-    parser.add_argument(
-        "--test-examples",
-        type=int,
-        default=0,
-        help="evaluate on the first N test canvases (0: all 10,000)",
-    )
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    _common.add_run_arguments(parser, "parallel_attention")
     parser.add_argument("--init-scale", type=float, default=0.4)
     parser.add_argument("--init-offset", type=float, default=0.5)
     parser.add_argument(
@@ -436,24 +408,7 @@ def main():
         default=42,
         help="side the localization trunk resizes the canvas to",
     )
-    parser.add_argument(
-        "--manual-dir",
-        default=None,
-        help="folder with the four original MNIST files (offline use)",
-    )
-    parser.add_argument("--data-dir", default=None, help="tfds data dir")
-    parser.add_argument(
-        "--out-dir", default=os.path.join("out", "parallel_attention")
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
-    args = parser.parse_args()
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("train_examples", "test_examples"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    args = _common.parse_run_arguments(parser)
 
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -518,7 +473,7 @@ def main():
         "seconds": 0.0,
         "status": "running",
     }
-    write_results(args.out_dir, record)
+    _common.write_results(args.out_dir, record, markdown(record))
     print(
         f"{record['params']:,} parameters; initial test set accuracy "
         f"{100 * init_metrics['set_accuracy']:.1f}%, hit rates "
@@ -549,7 +504,7 @@ def main():
     )
     record["trained"] = trained_metrics
     record["status"] = "complete"
-    write_results(args.out_dir, record)
+    _common.write_results(args.out_dir, record, markdown(record))
     print(markdown(record))
     print(f"results in {args.out_dir}")
 

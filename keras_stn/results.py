@@ -9,7 +9,8 @@ complete file describing the epochs it finished.
 import json
 import math
 import os
-import tempfile
+
+from keras_stn import _files
 
 # Jaderberg et al., 2015, Table 1 (left): test error (%) on distorted MNIST.
 # TC is the appendix's 60x60 translated-and-cluttered set (as we read it;
@@ -28,22 +29,14 @@ RESULTS_FILE = "results.json"
 
 
 def write_text(path, text):
-    """Writes `text` to `path` atomically (temporary file + `os.replace`),
-    creating the parent folders. Returns `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=".", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+    """Writes `text` to `path` atomically (a temporary file beside it, then
+    `os.replace`), creating the parent folders. Returns `path`."""
+
+    def write(temporary):
+        with open(temporary, "w", encoding="utf-8") as file:
             file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
+
+    return _files.atomic_write(path, write)
 
 
 def write_json(path, record):

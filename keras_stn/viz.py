@@ -13,11 +13,11 @@ covers `[j, j + 1] x [i, i + 1]`, so an image spans `[0, W] x [0, H]`
 
 import os
 import sys
-import uuid
 
 import keras
 import numpy as np
 
+from keras_stn import _files
 from keras_stn.layers import spatial_transformer
 from keras_stn.ops import _checks
 
@@ -504,24 +504,6 @@ def plot_views(view, labels=None, max_examples=8, title=None, grid_lines=8):
     return figure
 
 
-def _atomic_write(path, write):
-    """Calls `write(temp_path)` on a new file beside `path`, then renames
-    it onto `path`, so readers never see a partial file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    name = os.path.basename(path)
-    temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-    return path
-
-
 def save_figure(figure, path, dpi=100):
     """Writes `figure` as a PNG, atomically, and closes it.
 
@@ -539,7 +521,7 @@ def save_figure(figure, path, dpi=100):
             f"`dpi` must be a positive number. Received: dpi={dpi!r}"
         )
     try:
-        path = _atomic_write(
+        path = _files.atomic_write(
             path, lambda temp: figure.savefig(temp, format="png", dpi=dpi)
         )
     finally:
@@ -614,4 +596,4 @@ def save_animation(frames, path, duration_ms=400):
             loop=0,
         )
 
-    return _atomic_write(path, write)
+    return _files.atomic_write(path, write)

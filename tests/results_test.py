@@ -71,3 +71,12 @@ def test_one_data_set_puts_parameters_beside_the_errors():
         "|---|---:|---:|",
         "| CNN | 1,234 | 1.23 (0.8) |",
     ]
+
+
+def test_result_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = results.write_json(str(tmp_path / "results.json"), {})
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -1,0 +1,75 @@
+"""What the example scripts share: the environment, the package on the path,
+their command-line options and their result files.
+
+Imported first by each script (`import _common`): running a script puts
+`examples/` on `sys.path`, and this module puts the repository above it, so
+the examples run from a checkout without installing the package.
+"""
+
+import importlib.util
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if importlib.util.find_spec("keras_stn") is None:
+    sys.path.insert(1, ROOT)
+
+
+def add_data_arguments(parser):
+    """`--manual-dir` and `--data-dir`: where MNIST is."""
+    parser.add_argument(
+        "--manual-dir",
+        default=None,
+        help="folder with the four original MNIST files (offline use)",
+    )
+    parser.add_argument("--data-dir", default=None, help="tfds data dir")
+
+
+def add_run_arguments(
+    parser, out_dir, epochs=3, batch_size=64, train_examples=0
+):
+    """The options every training example takes: schedule, data, output,
+    seed and verbosity."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument(
+        "--train-examples",
+        type=int,
+        default=train_examples,
+        help="train on the first N training examples (0: all)",
+    )
+    parser.add_argument(
+        "--test-examples",
+        type=int,
+        default=0,
+        help="evaluate on the first N test examples (0: all 10,000)",
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    add_data_arguments(parser)
+    parser.add_argument("--out-dir", default=os.path.join("out", out_dir))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+
+
+def parse_run_arguments(parser):
+    """Parses and checks `add_run_arguments`' options; a bad count stops
+    with a message naming the option."""
+    args = parser.parse_args()
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("train_examples", "test_examples"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    return args
+
+
+def write_results(out_dir, record, markdown):
+    """`results.json` and `results.md` in `out_dir`, each written
+    atomically."""
+    from keras_stn import results
+
+    results.write_json(os.path.join(out_dir, "results.json"), record)
+    results.write_text(os.path.join(out_dir, "results.md"), markdown)
