@@ -65,6 +65,7 @@ import numpy as np  # noqa: E402
 
 import keras_stn  # noqa: E402
 from keras_stn import data  # noqa: E402
+from keras_stn import experiments  # noqa: E402
 from keras_stn import models  # noqa: E402
 
 SIDE = 42
@@ -75,7 +76,7 @@ PAPER_ERROR = {"fcn": 47.7, "cnn": 14.7, "st-fcn": 5.8}
 LABELS = {"fcn": "FCN", "cnn": "CNN", "st-fcn": "2xST-FCN"}
 
 
-def build_st_fcn():
+def build_st_fcn(lr_multiplier=1.0):
     """2xST-FCN: `(B, 42, 42, 2)` -> probabilities `(B, 19)`.
 
     Returns:
@@ -87,6 +88,7 @@ def build_st_fcn():
         localization=models.paper_fcn_localization(),
         transform="affine",
         merge="concat",
+        lr_multiplier=lr_multiplier,
         name="transformers",
     )
     inputs = keras.Input((SIDE, SIDE, 2))
@@ -97,13 +99,13 @@ def build_st_fcn():
     return model, probe
 
 
-def build(name):
+def build(name, lr_multiplier=1.0):
     """`(model, probe or None)` for a name of `MODELS`."""
     if name == "fcn":
         return models.fcn((SIDE, SIDE, 2), NUM_CLASSES), None
     if name == "cnn":
         return models.cnn((SIDE, SIDE, 2), NUM_CLASSES), None
-    return build_st_fcn()
+    return build_st_fcn(lr_multiplier)
 
 
 def save_picture(probe, model, images, params, path, title):
@@ -151,7 +153,8 @@ def markdown(record):
         "# MNIST addition",
         "",
         f"{s['epochs']} epochs of {s['train_examples']:,} training pairs, "
-        f"batch {s['batch_size']}, Adam {s['learning_rate']:g} (cosine), "
+        f"batch {s['batch_size']}, {s['optimizer']} {s['learning_rate']:g} "
+        f"(localization x{s['lr_multiplier']:g}), "
         f"seed {s['seed']}; test pairs: {record['test_examples']:,}.",
         "",
         "| model | params | test error (%) | paper (%) | train time (s) |",
@@ -184,6 +187,19 @@ def main():
     parser.add_argument(
         "--pictures", type=int, default=6, help="test pairs in the picture"
     )
+    parser.add_argument(
+        "--optimizer",
+        choices=experiments.OPTIMIZERS,
+        default="adam",
+        help="adam (cosine decay) or sgd (momentum 0.9, / 10 each third)",
+    )
+    parser.add_argument(
+        "--lr-multiplier",
+        type=float,
+        default=1.0,
+        help="the transformers' localization gradient scale (an LR "
+        "multiplier under SGD)",
+    )
     args = _common.parse_run_arguments(parser)
     if args.pictures < 1:
         parser.error("--pictures must be >= 1")
@@ -212,7 +228,8 @@ def main():
             "batch_size": args.batch_size,
             "train_examples": num_train,
             "steps": steps,
-            "optimizer": "adam, cosine decay",
+            "optimizer": args.optimizer,
+            "lr_multiplier": args.lr_multiplier,
             "learning_rate": args.learning_rate,
             "seed": args.seed,
         },
@@ -226,12 +243,10 @@ def main():
         train = data.mnist_addition(
             train_split, args.batch_size, seed=args.seed, **common
         )
-        model, probe = build(name)
+        model, probe = build(name, args.lr_multiplier)
         model.compile(
-            optimizer=keras.optimizers.Adam(
-                keras.optimizers.schedules.CosineDecay(
-                    args.learning_rate, steps
-                )
+            optimizer=experiments.make_optimizer(
+                args.optimizer, args.learning_rate, steps
             ),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],

@@ -148,7 +148,9 @@ def learning_rate_schedule(optimizer, learning_rate, total_steps):
     )
 
 
-def _optimizer(name, learning_rate, total_steps):
+def make_optimizer(name, learning_rate, total_steps):
+    """`keras.optimizers.Adam` or `SGD` (momentum 0.9) on
+    `learning_rate_schedule`."""
     schedule = learning_rate_schedule(name, learning_rate, total_steps)
     if name == "sgd":
         return keras.optimizers.SGD(schedule, momentum=0.9)
@@ -295,7 +297,7 @@ def train_run(
     steps = math.ceil(num_train / batch_size)
     network = build_model(model_name, data, transform or "affine")
     network.compile(
-        optimizer=_optimizer(optimizer, learning_rate, steps * epochs),
+        optimizer=make_optimizer(optimizer, learning_rate, steps * epochs),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
