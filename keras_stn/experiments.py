@@ -331,7 +331,8 @@ def train_run(
     if verbose:
         print(
             f"{run_name(data, model_name, transform)}: "
-            f"{record['params']:,} parameters, {epochs} epochs of "
+            f"{record['params']:,} parameters, {epochs} epoch"
+            f"{'s' if epochs != 1 else ''} of "
             f"{num_train} examples, {optimizer} lr {learning_rate:g}"
         )
     network.fit(
