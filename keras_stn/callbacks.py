@@ -7,6 +7,7 @@ import re
 import keras
 
 from keras_stn import viz
+from keras_stn.ops import _checks
 
 
 def _check_every(value, name):
@@ -100,15 +101,7 @@ class TransformerSnapshots(keras.callbacks.Callback):
                 "TransformerSnapshots draws with matplotlib: "
                 'pip install "keras-stn[examples]"'
             )
-        if (
-            isinstance(max_examples, bool)
-            or not isinstance(max_examples, int)
-            or max_examples < 1
-        ):
-            raise ValueError(
-                "`max_examples` must be a positive int. Received: "
-                f"max_examples={max_examples!r}"
-            )
+        _checks.check_positive_int(max_examples, "max_examples")
         self.images = viz.check_images(images)[:max_examples]
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
             raise ValueError(

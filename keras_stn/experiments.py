@@ -28,6 +28,8 @@ import keras
 
 from keras_stn import models
 from keras_stn import results
+from keras_stn.ops import _checks
+from keras_stn.ops import transforms
 
 # name -> (distorted_mnist variant, input side)
 DATASETS = {"r": ("R", 28), "rts": ("RTS", 42), "p": ("P", 28)}
@@ -53,25 +55,22 @@ def _choice(value, valid, name):
     return value.lower()
 
 
-def _positive(value, name, kind=int):
+def _positive_float(value, name):
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float) if kind is float else int)
-        or not value > 0
+        or not isinstance(value, (int, float))
         or not math.isfinite(value)
+        or value <= 0
     ):
         raise ValueError(
-            f"`{name}` must be a positive {kind.__name__}. Received: "
-            f"{name}={value!r}"
+            f"`{name}` must be a positive float. Received: {name}={value!r}"
         )
-    return kind(value)
+    return float(value)
 
 
 def check_transform(model, transform):
     """The transform a run uses: a registered family for ST networks, None
     for plain ones."""
-    from keras_stn.ops import transforms
-
     if not model.startswith("st-"):
         return None
     return _choice(transform, transforms.names(), "transform")
@@ -272,13 +271,15 @@ def train_run(
     model_name = _choice(model, MODELS, "model")
     transform = check_transform(model_name, transform)
     optimizer = _choice(optimizer, OPTIMIZERS, "optimizer")
-    epochs = _positive(epochs, "epochs")
-    batch_size = _positive(batch_size, "batch_size")
+    epochs = _checks.check_positive_int(epochs, "epochs")
+    batch_size = _checks.check_positive_int(batch_size, "batch_size")
     if train_examples is not None:
-        train_examples = _positive(train_examples, "train_examples")
+        train_examples = _checks.check_positive_int(
+            train_examples, "train_examples"
+        )
     if learning_rate is None:
         learning_rate = 1e-3 if optimizer == "adam" else 0.01
-    learning_rate = _positive(learning_rate, "learning_rate", float)
+    learning_rate = _positive_float(learning_rate, "learning_rate")
 
     directory = os.path.join(out_dir, run_name(data, model_name, transform))
     backup = os.path.join(directory, "backup")

@@ -80,16 +80,6 @@ def check_images(images, name="images"):
     return array
 
 
-def _check_positive_int(value, name, allow_zero=False):
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(
-            f"`{name}` must be a {kind} int. Received: {name}={value!r}"
-        )
-    return value
-
-
 def _children(layer):
     if isinstance(layer, keras.Model):
         return layer.layers
@@ -450,8 +440,8 @@ def plot_views(view, labels=None, max_examples=8, title=None, grid_lines=8):
         ValueError: bad `max_examples`, `grid_lines` or `labels`.
         ImportError: without matplotlib.
     """
-    _check_positive_int(max_examples, "max_examples")
-    _check_positive_int(grid_lines, "grid_lines", allow_zero=True)
+    _checks.check_positive_int(max_examples, "max_examples")
+    _checks.check_non_negative_int(grid_lines, "grid_lines")
     inputs = check_images(view["inputs"], "view['inputs']")
     rows = min(len(inputs), max_examples)
     if labels is not None and (

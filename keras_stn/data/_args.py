@@ -7,6 +7,12 @@ import numbers
 
 import keras
 
+from keras_stn.ops import _checks
+
+# The package-wide int checks, under the names the pipelines call.
+check_positive_int = _checks.check_positive_int
+check_non_negative_int = _checks.check_non_negative_int
+
 
 def check_tensorflow_backend(function_name):
     """Raises a RuntimeError unless Keras runs on TensorFlow.
@@ -22,32 +28,6 @@ def check_tensorflow_backend(function_name):
             "(KERAS_BACKEND=tensorflow). Received: keras.backend.backend()="
             f"{backend!r}"
         )
-
-
-def check_positive_int(value, name):
-    """Returns `value` as an int >= 1 or raises a ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 1
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_non_negative_int(value, name):
-    """Returns `value` as an int >= 0 or raises a ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a non-negative int. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def check_non_negative_float(value, name):

@@ -148,8 +148,8 @@ def paper_fcn_localization(units=32):
 def _with_transformer(
     input_shape, body, name, transform, localization, transformer_kwargs
 ):
-    """`body` behind a `SpatialTransformer` with the given trunk."""
-    localization_head.check_transform(transform)
+    """`body` behind a `SpatialTransformer` with the given trunk (the
+    caller has checked `transform`)."""
     transformer = spatial_transformer.SpatialTransformer(
         localization,
         transform=transform,

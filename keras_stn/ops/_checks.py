@@ -79,6 +79,32 @@ def check_same_batch(a, b, name_a, name_b):
         )
 
 
+def check_positive_int(value, name):
+    """Returns `value` as an int >= 1 or raises a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_non_negative_int(value, name):
+    """Returns `value` as an int >= 0 or raises a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-negative int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def check_choice(value, choices, name):
     """Raises a ValueError if `value` is not one of `choices`."""
     if value not in choices:
