@@ -88,6 +88,7 @@ if importlib.util.find_spec("keras_stn") is None:
     sys.path.insert(1, _ROOT)
 
 import _device  # noqa: E402
+import _subsets  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -366,11 +367,7 @@ def summary_table(results):
 def parse_args(argv=None):
     """Parses the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--workloads",
-        default=",".join(WORKLOADS),
-        help="comma-separated subset of: " + ", ".join(WORKLOADS),
-    )
+    _subsets.add_subset_argument(parser, "--workloads", WORKLOADS)
     parser.add_argument(
         "--backbone",
         default="resnet50",
@@ -421,12 +418,9 @@ def parse_args(argv=None):
         "gradient w.r.t. its input (the floor for a transformer in front)",
     )
     args = parser.parse_args(argv)
-    args.workloads = [w.strip() for w in args.workloads.split(",") if w]
-    unknown = [w for w in args.workloads if w not in WORKLOADS]
-    if unknown or not args.workloads:
-        parser.error(
-            f"unknown workloads {unknown}; choose from: " + ", ".join(WORKLOADS)
-        )
+    args.workloads = _subsets.parse_subset(
+        parser, args.workloads, WORKLOADS, "workloads"
+    )
     if args.backbone not in BACKBONES:
         parser.error(
             f"unknown backbone {args.backbone!r}; choose from: "

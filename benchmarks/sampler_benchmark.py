@@ -55,6 +55,7 @@ if importlib.util.find_spec("keras_stn") is None:
     sys.path.insert(1, _ROOT)
 
 import _device  # noqa: E402
+import _subsets  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -438,16 +439,8 @@ def table(rows, memory_label):
 def parse_args(argv=None):
     """Parses the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--workloads",
-        default=",".join(WORKLOADS),
-        help="comma-separated subset of: " + ", ".join(WORKLOADS),
-    )
-    parser.add_argument(
-        "--variants",
-        default=",".join(VARIANTS),
-        help="comma-separated subset of: " + ", ".join(VARIANTS),
-    )
+    _subsets.add_subset_argument(parser, "--workloads", WORKLOADS)
+    _subsets.add_subset_argument(parser, "--variants", VARIANTS)
     parser.add_argument(
         "--repeats",
         type=int,
@@ -471,12 +464,12 @@ def parse_args(argv=None):
         "--_memory-child", dest="memory_child", help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
-    args.workloads = [w.strip() for w in args.workloads.split(",") if w]
-    args.variants = [v.strip() for v in args.variants.split(",") if v]
-    for name, known in (("workload", WORKLOADS), ("variant", VARIANTS)):
-        for item in getattr(args, name + "s"):
-            if item not in known:
-                parser.error(f"unknown {name} {item!r}")
+    args.workloads = _subsets.parse_subset(
+        parser, args.workloads, WORKLOADS, "workloads"
+    )
+    args.variants = _subsets.parse_subset(
+        parser, args.variants, VARIANTS, "variants"
+    )
     return args
 
 
