@@ -103,6 +103,54 @@ def _matrix_theta(theta, rows, num_params, name, form):
     return theta
 
 
+def _block_basis(base, rows):
+    """The matrix `K` `(rows * 3, P * rows)` with `theta_flat @ K` equal to
+    `einsum("pk,bik->bpi", base, theta)` flattened: `K[(i, k), (p, j)] =
+    base[p, k]` where `i == j`, else 0.
+
+    Written as one plain matmul, the points come out in their natural
+    `(B, P, rows)` layout; XLA:CPU lowers the einsum to a dot whose output
+    is `(P, B * rows)` and transposes it for every reader (5 ms of a 28 ms
+    mnist sampler step).
+    """
+    eye = ops.eye(rows, dtype=base.dtype)
+    blocks = eye[:, None, None, :] * ops.transpose(base)[None, :, :, None]
+    return ops.reshape(blocks, (rows * 3, -1))
+
+
+def apply_matrices(theta, base):
+    """Maps homogeneous points through per-sample matrices.
+
+    Args:
+        theta: float tensor `(B, rows, 3)`.
+        base: float tensor `(P, 3)` of points `(x, y, 1)`.
+    Returns:
+        Tensor `(B, P, rows)`: `theta[b] @ base[p]`.
+    """
+    rows = theta.shape[1]
+    flat = ops.matmul(
+        ops.reshape(theta, (-1, rows * 3)), _block_basis(base, rows)
+    )
+    return ops.reshape(flat, (-1, base.shape[0], rows))
+
+
+def matrices_gradient(upstream, base):
+    """The gradient of `apply_matrices` w.r.t. theta.
+
+    Args:
+        upstream: float tensor `(B, P, rows)`.
+        base: float tensor `(P, 3)`.
+    Returns:
+        Tensor `(B, rows, 3)`: `sum_p upstream[b, p, i] base[p, k]`.
+    """
+    rows = upstream.shape[-1]
+    flat = ops.matmul(
+        ops.reshape(upstream, (-1, base.shape[0] * rows)),
+        ops.transpose(_block_basis(base, rows)),
+    )
+    return ops.reshape(flat, (-1, rows, 3))
+
+
 def affine_grid(theta, size, align_corners=False):
     """Maps the output pixel grid through 2x3 affine matrices.
 
@@ -138,12 +186,12 @@ def affine_grid(theta, size, align_corners=False):
 
     @ops.custom_gradient
     def _affine(theta):
-        points = ops.einsum("pk,bik->bpi", base, theta)
+        points = apply_matrices(theta, base)
 
         def _affine_grid_grad(*args, upstream=None):
             """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
             upstream = args[0] if upstream is None else upstream
-            return ops.einsum("bpi,pk->bik", upstream, base)
+            return matrices_gradient(upstream, base)
 
         return points, _affine_grid_grad
 
@@ -181,7 +229,7 @@ def projective_grid(theta, size, align_corners=False):
     )
 
     def _project(theta):
-        uvw = ops.einsum("pk,bik->bpi", base, theta)
+        uvw = apply_matrices(theta, base)
         w = uvw[..., 2:]
         small = ops.abs(w) < W_EPSILON
         safe_w = ops.where(small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w)
@@ -199,7 +247,7 @@ def projective_grid(theta, size, align_corners=False):
             g_w = -ops.sum(upstream * uv, axis=-1, keepdims=True) / (w * w)
             g_w = ops.where(small, ops.zeros_like(g_w), g_w)
             g_uvw = ops.concatenate([g_uv, g_w], axis=-1)
-            return ops.einsum("bpi,pk->bik", g_uvw, base)
+            return matrices_gradient(g_uvw, base)
 
         return uv / w, _projective_grid_grad
 

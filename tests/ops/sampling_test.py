@@ -206,13 +206,15 @@ def test_gradient_on_integer_points_is_the_forward_difference():
     )
     # d out / d x = (right - here) * (W - 1) / 2; the last column's right
     # neighbour is zero padding. d / d y = (below - here) * (H - 1) / 2.
+    # The kernel sums weighted taps (as PyTorch does) rather than weighting
+    # differences, so float32 may round each of its four terms: 4 ulps.
     right = np.concatenate([images[0, :, 1:, 0], np.zeros((3, 1))], 1)
     below = np.concatenate([images[0, 1:, :, 0], np.zeros((1, 4))], 0)
     np.testing.assert_allclose(
-        d_grid[0, ..., 0], (right - images[0, ..., 0]) * 1.5
+        d_grid[0, ..., 0], (right - images[0, ..., 0]) * 1.5, rtol=4.8e-7
     )
     np.testing.assert_allclose(
-        d_grid[0, ..., 1], (below - images[0, ..., 0]) * 1.0
+        d_grid[0, ..., 1], (below - images[0, ..., 0]) * 1.0, rtol=4.8e-7
     )
 
 
