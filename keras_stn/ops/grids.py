@@ -103,52 +103,56 @@ def _matrix_theta(theta, rows, num_params, name, form):
     return theta
 
 
-def _block_basis(base, rows):
-    """The matrix `K` `(rows * 3, P * rows)` with `theta_flat @ K` equal to
-    `einsum("pk,bik->bpi", base, theta)` flattened: `K[(i, k), (p, j)] =
-    base[p, k]` where `i == j`, else 0.
-
-    Written as one plain matmul, the points come out in their natural
-    `(B, P, rows)` layout; XLA:CPU lowers the einsum to a dot whose output
-    is `(P, B * rows)` and transposes it for every reader (5 ms of a 28 ms
-    mnist sampler step).
+def _block_basis(matrix, rows):
+    """The matrix `K` `(M * rows, P * rows)` with `K[(m, i), (p, j)] =
+    matrix[p, m]` where `i == j`, else 0: `coefficients` flattened to
+    `(B, M * rows)`, times `K`, is `einsum("pm,bmi->bpi", matrix,
+    coefficients)` flattened to `(B, P * rows)`.
     """
-    eye = ops.eye(rows, dtype=base.dtype)
-    blocks = eye[:, None, None, :] * ops.transpose(base)[None, :, :, None]
-    return ops.reshape(blocks, (rows * 3, -1))
+    eye = ops.eye(rows, dtype=matrix.dtype)
+    blocks = ops.transpose(matrix)[:, None, :, None] * eye[None, :, None, :]
+    return ops.reshape(blocks, (-1, matrix.shape[0] * rows))
 
 
-def apply_matrices(theta, base):
-    """Maps homogeneous points through per-sample matrices.
+def combine_points(matrix, coefficients):
+    """Per-sample linear combinations of fixed point features.
+
+    `einsum("pm,bmi->bpi", matrix, coefficients)` written as one plain
+    `(B, M * rows) @ (M * rows, P * rows)` matmul, so that the points come
+    out in their natural layout: XLA:CPU lowers the einsum to a dot whose
+    output is `(P, B * rows)` and transposes it for every reader (5 ms of a
+    28 ms mnist sampler step). The zeros of the block matrix cost
+    `B * M * P * rows^2` multiply-adds, a few million.
 
     Args:
-        theta: float tensor `(B, rows, 3)`.
-        base: float tensor `(P, 3)` of points `(x, y, 1)`.
+        matrix: float tensor `(P, M)`, e.g. the points `(x, y, 1)`.
+        coefficients: float tensor `(B, M, rows)`.
     Returns:
-        Tensor `(B, P, rows)`: `theta[b] @ base[p]`.
+        Tensor `(B, P, rows)`.
     """
-    rows = theta.shape[1]
+    num_terms, rows = coefficients.shape[1:]
     flat = ops.matmul(
-        ops.reshape(theta, (-1, rows * 3)), _block_basis(base, rows)
+        ops.reshape(coefficients, (-1, num_terms * rows)),
+        _block_basis(matrix, rows),
     )
-    return ops.reshape(flat, (-1, base.shape[0], rows))
+    return ops.reshape(flat, (-1, matrix.shape[0], rows))
 
 
-def matrices_gradient(upstream, base):
-    """The gradient of `apply_matrices` w.r.t. theta.
+def combine_points_gradient(matrix, upstream):
+    """The gradient of `combine_points` w.r.t. its coefficients.
 
     Args:
+        matrix: float tensor `(P, M)`.
         upstream: float tensor `(B, P, rows)`.
-        base: float tensor `(P, 3)`.
     Returns:
-        Tensor `(B, rows, 3)`: `sum_p upstream[b, p, i] base[p, k]`.
+        Tensor `(B, M, rows)`: `sum_p matrix[p, m] upstream[b, p, i]`.
     """
-    rows = upstream.shape[-1]
+    num_points, rows = upstream.shape[1:]
     flat = ops.matmul(
-        ops.reshape(upstream, (-1, base.shape[0] * rows)),
-        ops.transpose(_block_basis(base, rows)),
+        ops.reshape(upstream, (-1, num_points * rows)),
+        ops.transpose(_block_basis(matrix, rows)),
     )
-    return ops.reshape(flat, (-1, rows, 3))
+    return ops.reshape(flat, (-1, matrix.shape[1], rows))
 
 
 def affine_grid(theta, size, align_corners=False):
@@ -186,12 +190,13 @@ def affine_grid(theta, size, align_corners=False):
 
     @ops.custom_gradient
     def _affine(theta):
-        points = apply_matrices(theta, base)
+        points = combine_points(base, ops.transpose(theta, (0, 2, 1)))
 
         def _affine_grid_grad(*args, upstream=None):
             """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
             upstream = args[0] if upstream is None else upstream
-            return matrices_gradient(upstream, base)
+            grad = combine_points_gradient(base, upstream)
+            return ops.transpose(grad, (0, 2, 1))
 
         return points, _affine_grid_grad
 
@@ -229,7 +234,7 @@ def projective_grid(theta, size, align_corners=False):
     )
 
     def _project(theta):
-        uvw = apply_matrices(theta, base)
+        uvw = combine_points(base, ops.transpose(theta, (0, 2, 1)))
         w = uvw[..., 2:]
         small = ops.abs(w) < W_EPSILON
         safe_w = ops.where(small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w)
@@ -247,7 +252,8 @@ def projective_grid(theta, size, align_corners=False):
             g_w = -ops.sum(upstream * uv, axis=-1, keepdims=True) / (w * w)
             g_w = ops.where(small, ops.zeros_like(g_w), g_w)
             g_uvw = ops.concatenate([g_uv, g_w], axis=-1)
-            return matrices_gradient(g_uvw, base)
+            grad = combine_points_gradient(base, g_uvw)
+            return ops.transpose(grad, (0, 2, 1))
 
         return uv / w, _projective_grid_grad
 

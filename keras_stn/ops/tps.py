@@ -166,12 +166,12 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
 
     @ops.custom_gradient
     def _tps(theta):
-        points = base + ops.einsum("pk,bki->bpi", matrix, theta - control)
+        points = base + grids.combine_points(matrix, theta - control)
 
         def _tps_grid_grad(*args, upstream=None):
             """d theta[b, k, i] = sum_p M[p, k] upstream[b, p, i]."""
             upstream = args[0] if upstream is None else upstream
-            return ops.einsum("pk,bpi->bki", matrix, upstream)
+            return grids.combine_points_gradient(matrix, upstream)
 
         return points, _tps_grid_grad
 
