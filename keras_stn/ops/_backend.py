@@ -91,6 +91,64 @@ def _tf_gather_pixels(images, rows, cols):
     return _gather(images)
 
 
+# Up to this depth the transpose of `gather_quads` scatters the four taps
+# one after another (tap-major rows); deeper, point-major rows of 4 * D.
+# Measured under XLA on a 2-core CPU, images gradient, 56x56 -> 56x56,
+# batch 32: tap-major takes 0.39x the time at D=4, 0.72x at 16, 0.95x at
+# 32 and 1.2x at 64; 0.73x for cub (D=3).
+TAP_MAJOR_MAX_DEPTH = 16
+
+
+def gather_quads(images, row, col):
+    """Returns the 2x2 blocks of pixels with north-west corner `(row, col)`.
+
+    Args:
+        images: tensor `(B, H, W, D)`.
+        row, col: int32 tensors `(B, ...)`, in `[0, H - 1)` and
+            `[0, W - 1)`.
+    Returns:
+        Tensor `(B, ..., 4, D)`: the pixels at `(row, col)`, `(row, col +
+        1)`, `(row + 1, col)` and `(row + 1, col + 1)`.
+    """
+    rows = ops.stack([row, row, row + 1, row + 1], axis=-1)
+    cols = ops.stack([col, col + 1, col, col + 1], axis=-1)
+    depth = images.shape[-1]
+    if not _is_tensorflow() or depth is None or depth > TAP_MAJOR_MAX_DEPTH:
+        return gather_pixels(images, rows, cols)
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def _gather(images):
+        values = tf.gather_nd(images, tf.stack([rows, cols], -1), batch_dims=1)
+
+        def _gather_quads_grad(upstream):
+            """One segment sum whose rows run tap by tap: the index of each
+            tap is the corner's plus a constant, and XLA:CPU writes arrays
+            with a trailing axis of 4 (point-major rows) several times
+            slower than four plain ones."""
+            shape = tf.shape(images)
+            width = shape[2]
+            corner = tf.reshape(_flat_index(row, col, shape[1], width), (-1,))
+            index = tf.concat(
+                [corner, corner + 1, corner + width, corner + width + 1], 0
+            )
+            updates = tf.concat(
+                [
+                    tf.reshape(upstream[..., k, :], (-1, depth))
+                    for k in range(4)
+                ],
+                0,
+            )
+            summed = tf.math.unsorted_segment_sum(
+                updates, index, shape[0] * shape[1] * width
+            )
+            return tf.reshape(summed, shape)
+
+        return values, _gather_quads_grad
+
+    return _gather(images)
+
+
 def scatter_add_rows(updates, indices, num_rows):
     """Returns a `(num_rows, D)` tensor with `updates[i]` added at `indices[i]`.
 

@@ -123,12 +123,11 @@ def _gather_corner_table(images, row, col):
 def _gather_framed_image(images, row, col):
     """Four taps by one gather of `C` values at four indices per point from
     the zero-framed image: no table to build, the faster layout for many
-    channels. Its gradient is one scatter of `4 * N` rows of `C`.
+    channels. Its gradient is one scatter of `4 * N` rows of `C`
+    (`_backend.gather_quads`).
     """
     framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    rows = ops.stack([row, row, row + 1, row + 1], axis=-1)
-    cols = ops.stack([col, col + 1, col, col + 1], axis=-1)
-    return _backend.gather_pixels(framed, rows, cols)
+    return _backend.gather_quads(framed, row, col)
 
 
 # Up to this many channels a corner table beats four gathers (measured with

@@ -373,17 +373,21 @@ def test_integer_images_are_refused():
 
 
 @pytest.mark.parametrize("channels", [1, 3, 6])
-def test_both_tap_layouts_give_the_same_values_and_gradients(
+def test_every_tap_layout_gives_the_same_values_and_gradients(
     monkeypatch, channels
 ):
+    from keras_stn.ops import _backend
     from keras_stn.ops import sampling
 
     gen = test_case.rng(10)
     images = gen.normal(size=(2, 5, 6, channels))
     grid = gen.uniform(-1.4, 1.4, size=(2, 4, 3, 2))
     results = []
-    for limit in (0, 1000):  # framed image, then corner table
-        monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", limit)
+    # Corner table; framed image with the tap-major, then the point-major
+    # image gradient.
+    for table, tap_major in ((1000, 1000), (0, 1000), (0, 0)):
+        monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", table)
+        monkeypatch.setattr(_backend, "TAP_MAJOR_MAX_DEPTH", tap_major)
         results.append(
             test_case.gradients(
                 lambda i, g: stn_ops.bilinear_sample(i, g, "reflection"),
@@ -391,7 +395,8 @@ def test_both_tap_layouts_give_the_same_values_and_gradients(
                 grid,
             )
         )
-    (out_a, grads_a), (out_b, grads_b) = results
-    test_case.assert_close(out_a, out_b, 1e-12)
-    for a, b in zip(grads_a, grads_b):
-        test_case.assert_close(a, b, 1e-12)
+    out_a, grads_a = results[0]
+    for out_b, grads_b in results[1:]:
+        test_case.assert_close(out_a, out_b, 1e-12)
+        for a, b in zip(grads_a, grads_b):
+            test_case.assert_close(a, b, 1e-12)
