@@ -383,8 +383,8 @@ def test_every_tap_layout_gives_the_same_values_and_gradients(
     images = gen.normal(size=(2, 5, 6, channels))
     grid = gen.uniform(-1.4, 1.4, size=(2, 4, 3, 2))
     results = []
-    # Corner table; framed image with the tap-major, then the point-major
-    # image gradient.
+    # Corner table; framed image whose image gradient is one tap-major
+    # segment sum, then four scatter-adds in a row.
     for table, tap_major in ((1000, 1000), (0, 1000), (0, 0)):
         monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", table)
         monkeypatch.setattr(_backend, "TAP_MAJOR_MAX_DEPTH", tap_major)
