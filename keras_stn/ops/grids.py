@@ -103,6 +103,11 @@ def _matrix_theta(theta, rows, num_params, name, form):
     return theta
 
 
+# Past this many entries (16 MiB in float32) the block matrix of
+# `combine_points` is not worth its memory: einsum instead.
+BLOCK_BASIS_MAX_SIZE = 2**22
+
+
 def _block_basis(matrix, rows):
     """The matrix `K` `(M * rows, P * rows)` with `K[(m, i), (p, j)] =
     matrix[p, m]` where `i == j`, else 0: `coefficients` flattened to
@@ -114,10 +119,16 @@ def _block_basis(matrix, rows):
     return ops.reshape(blocks, (-1, matrix.shape[0] * rows))
 
 
+def _use_block_basis(matrix, rows):
+    num_points, num_terms = matrix.shape
+    return num_points * num_terms * rows * rows <= BLOCK_BASIS_MAX_SIZE
+
+
 def combine_points(matrix, coefficients):
     """Per-sample linear combinations of fixed point features.
 
-    `einsum("pm,bmi->bpi", matrix, coefficients)` written as one plain
+    `einsum("pm,bmi->bpi", matrix, coefficients)`, written (while the block
+    matrix stays under `BLOCK_BASIS_MAX_SIZE` entries) as one plain
     `(B, M * rows) @ (M * rows, P * rows)` matmul, so that the points come
     out in their natural layout: XLA:CPU lowers the einsum to a dot whose
     output is `(P, B * rows)` and transposes it for every reader (5 ms of a
@@ -125,12 +136,15 @@ def combine_points(matrix, coefficients):
     `B * M * P * rows^2` multiply-adds, a few million.
 
     Args:
-        matrix: float tensor `(P, M)`, e.g. the points `(x, y, 1)`.
+        matrix: float tensor `(P, M)` of static shape, e.g. the points
+            `(x, y, 1)`.
         coefficients: float tensor `(B, M, rows)`.
     Returns:
         Tensor `(B, P, rows)`.
     """
     num_terms, rows = coefficients.shape[1:]
+    if not _use_block_basis(matrix, rows):
+        return ops.einsum("pm,bmi->bpi", matrix, coefficients)
     flat = ops.matmul(
         ops.reshape(coefficients, (-1, num_terms * rows)),
         _block_basis(matrix, rows),
@@ -142,12 +156,14 @@ def combine_points_gradient(matrix, upstream):
     """The gradient of `combine_points` w.r.t. its coefficients.
 
     Args:
-        matrix: float tensor `(P, M)`.
+        matrix: float tensor `(P, M)` of static shape.
         upstream: float tensor `(B, P, rows)`.
     Returns:
         Tensor `(B, M, rows)`: `sum_p matrix[p, m] upstream[b, p, i]`.
     """
     num_points, rows = upstream.shape[1:]
+    if not _use_block_basis(matrix, rows):
+        return ops.einsum("pm,bpi->bmi", matrix, upstream)
     flat = ops.matmul(
         ops.reshape(upstream, (-1, num_points * rows)),
         ops.transpose(_block_basis(matrix, rows)),

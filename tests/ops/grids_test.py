@@ -225,3 +225,24 @@ def test_grids_compile_under_xla():
     xla = tf.function(run, jit_compile=True)(theta6, theta8, theta_tps)
     for a, b in zip(eager, xla):
         test_case.assert_close(a, b, 1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("limit", [grids.BLOCK_BASIS_MAX_SIZE, 0])
+def test_combine_points_and_its_gradient_are_the_einsum(monkeypatch, limit):
+    # The default takes the block matmul here; a limit of 0, the einsum
+    # that large grids use.
+    monkeypatch.setattr(grids, "BLOCK_BASIS_MAX_SIZE", limit)
+    gen = test_case.rng(21)
+    matrix = tf.constant(gen.normal(size=(7, 3)))
+    coefficients = tf.constant(gen.normal(size=(4, 3, 2)))
+    upstream = tf.constant(gen.normal(size=(4, 7, 2)))
+    test_case.assert_close(
+        grids.combine_points(matrix, coefficients),
+        np.einsum("pm,bmi->bpi", matrix, coefficients),
+        1e-12,
+    )
+    test_case.assert_close(
+        grids.combine_points_gradient(matrix, upstream),
+        np.einsum("pm,bpi->bmi", matrix, upstream),
+        1e-12,
+    )
