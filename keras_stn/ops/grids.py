@@ -164,9 +164,14 @@ def combine_points_gradient(matrix, upstream):
     num_points, rows = upstream.shape[1:]
     if not _use_block_basis(matrix, rows):
         return ops.einsum("pm,bpi->bmi", matrix, upstream)
-    flat = ops.matmul(
-        ops.reshape(upstream, (-1, num_points * rows)),
-        ops.transpose(_block_basis(matrix, rows)),
+    flat = ops.reshape(upstream, (-1, num_points * rows))
+    basis = ops.transpose(_block_basis(matrix, rows))
+    # Two matmuls over halves of the points: when one dot is the only
+    # reader of the upstream, XLA:CPU emits the fusion that computes it
+    # (the sampler's grid gradient) 2.4x slower (mnist, 4.4 -> 10.6 ms).
+    half = num_points // 2 * rows
+    flat = ops.matmul(flat[:, :half], basis[:half]) + ops.matmul(
+        flat[:, half:], basis[half:]
     )
     return ops.reshape(flat, (-1, matrix.shape[1], rows))
 
