@@ -79,30 +79,27 @@ def check_same_batch(a, b, name_a, name_b):
         )
 
 
-def check_positive_int(value, name):
-    """Returns `value` as an int >= 1 or raises a ValueError."""
+def _check_int(value, name, minimum, kind):
+    """Returns `value` as an int >= `minimum` or raises a ValueError."""
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)
-        or value < 1
+        or value < minimum
     ):
         raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
+            f"`{name}` must be a {kind} int. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_positive_int(value, name):
+    """Returns `value` as an int >= 1 or raises a ValueError."""
+    return _check_int(value, name, 1, "positive")
 
 
 def check_non_negative_int(value, name):
     """Returns `value` as an int >= 0 or raises a ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a non-negative int. Received: {name}={value!r}"
-        )
-    return int(value)
+    return _check_int(value, name, 0, "non-negative")
 
 
 def check_choice(value, choices, name):
