@@ -1,8 +1,10 @@
-"""The device line every benchmark prints in its header."""
+"""The header line every benchmark prints: versions, device and date."""
 
+import datetime
 import os
 import platform
 
+import keras
 import tensorflow as tf
 
 
@@ -22,3 +24,16 @@ def device_name():
     except OSError:
         pass
     return f"CPU {model}, {len(os.sched_getaffinity(0))} cores"
+
+
+def header(*extras):
+    """Returns `TF <v>, Keras <v>[, extras]; <device>; <date>`.
+
+    Args:
+        *extras: strings such as `"torch 2.13.0"`, listed after Keras.
+    """
+    versions = ", ".join(
+        [f"TF {tf.__version__}", f"Keras {keras.__version__}", *extras]
+    )
+    now = datetime.datetime.now().isoformat(timespec="minutes")
+    return f"{versions}; {device_name()}; {now}"

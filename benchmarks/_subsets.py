@@ -1,4 +1,5 @@
-"""The benchmarks' comma-separated subset options (`--workloads mnist,cub`)."""
+"""The benchmarks' shared options: comma-separated subsets (`--workloads
+mnist,cub`) and per-workload defaults (`--repeats`)."""
 
 
 def add_subset_argument(parser, flag, names):
@@ -21,3 +22,19 @@ def parse_subset(parser, value, names, what):
             f"unknown {what} {unknown}; choose from: " + ", ".join(names)
         )
     return items
+
+
+def per_workload(table, index):
+    """`"mnist 5, backbone 3"`: entry `index` of each workload's tuple."""
+    return ", ".join(f"{name} {row[index]}" for name, row in table.items())
+
+
+def add_per_workload_int(parser, flag, what, table, index):
+    """Adds an int option whose default (None) is each workload's own,
+    entry `index` of its tuple in `table`."""
+    parser.add_argument(
+        flag,
+        type=int,
+        default=None,
+        help=f"{what} (default: {per_workload(table, index)})",
+    )

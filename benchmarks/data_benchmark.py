@@ -30,7 +30,6 @@ Run from the repository root:
 """
 
 import argparse
-import datetime
 import importlib.util
 import os
 import sys
@@ -60,18 +59,6 @@ PIPELINE_NAMES = {
     "addition": "mnist_addition",
     "canvas": "two_digit_canvas",
 }
-
-
-def device_name():
-    """Describes the device (see `_device`)."""
-    return _device.device_name()
-
-
-def header():
-    return (
-        f"TF {tf.__version__}, Keras {keras.__version__}; {device_name()}; "
-        f"{datetime.datetime.now().isoformat(timespec='minutes')}"
-    )
 
 
 def summary(rates):
@@ -302,7 +289,7 @@ def main():
         args.data_dir = temporary.name
     mnist.prepared_builder(args.data_dir, args.manual_dir)
 
-    print(header())
+    print(_device.header())
     print(
         f"batch {args.batch_size}; {args.repeats} rounds of {args.batches} "
         f"batches ({args.steps} steps for the model), after {args.warmup}"

@@ -74,7 +74,6 @@ Run from the repository root:
 
 import argparse
 import contextlib
-import datetime
 import importlib.util
 import os
 import sys
@@ -112,19 +111,6 @@ PLAIN_CONFIGS = ("tf.function", "jit")
 INPUT_GRAD = "plain + input grad"
 NUM_CLASSES = {"mnist": 10, "backbone": 200}
 SEED = 1234
-
-
-def device_name():
-    """Describes the device (see `_device`)."""
-    return _device.device_name()
-
-
-def header():
-    """Returns the header line: versions, device and date."""
-    return (
-        f"TF {tf.__version__}, Keras {keras.__version__}; {device_name()}; "
-        f"{datetime.datetime.now().isoformat(timespec='minutes')}"
-    )
 
 
 def build_model(workload, transformer, backbone):
@@ -387,28 +373,21 @@ def parse_args(argv=None):
         default=None,
         help=f"mnist batch (default {WORKLOADS['mnist'][0]})",
     )
-    parser.add_argument(
+    _subsets.add_per_workload_int(
+        parser,
         "--warmup",
-        type=int,
-        default=None,
-        help="untimed steps per variant after tracing (default: "
-        + ", ".join(f"{k} {v[1]}" for k, v in WORKLOADS.items())
-        + ")",
+        "untimed steps per variant after tracing",
+        WORKLOADS,
+        1,
     )
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="timed steps per variant (default: "
-        + ", ".join(f"{k} {v[2]}" for k, v in WORKLOADS.items())
-        + ")",
+    _subsets.add_per_workload_int(
+        parser, "--repeats", "timed steps per variant", WORKLOADS, 2
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: small batches ("
-        + ", ".join(f"{k} {v[0]}" for k, v in QUICK.items())
-        + ") and few steps; the times mean little",
+        help=f"smoke run: small batches ({_subsets.per_workload(QUICK, 0)})"
+        " and few steps; the times mean little",
     )
     parser.add_argument(
         "--no-input-grad",
@@ -448,7 +427,7 @@ def main(argv=None):
     """Runs the benchmark and prints the Markdown tables."""
     args = parse_args(argv)
     tf.get_logger().setLevel("ERROR")  # one step function per variant
-    print(header())
+    print(_device.header())
     start = time.perf_counter()
     results, checks = {}, []
     for workload in args.workloads:

@@ -38,7 +38,6 @@ Run from the repository root:
 """
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
@@ -56,7 +55,6 @@ if importlib.util.find_spec("keras_stn") is None:
 
 import _device  # noqa: E402
 import _subsets  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -108,21 +106,6 @@ def torch_device():
     if tf_gpus() and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def device_name():
-    """Describes the device (see `_device`)."""
-    return _device.device_name()
-
-
-def header():
-    """Returns the header line: versions, device and date."""
-    torch_version = torch.__version__ if torch is not None else "absent"
-    return (
-        f"TF {tf.__version__}, Keras {keras.__version__}, "
-        f"torch {torch_version}; {device_name()}; "
-        f"{datetime.datetime.now().isoformat(timespec='minutes')}"
-    )
 
 
 def make_data(workload):
@@ -441,13 +424,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _subsets.add_subset_argument(parser, "--workloads", WORKLOADS)
     _subsets.add_subset_argument(parser, "--variants", VARIANTS)
-    parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="timed runs per variant (default per workload: "
-        + ", ".join(f"{k} {v[3]}" for k, v in WORKLOADS.items())
-        + ")",
+    _subsets.add_per_workload_int(
+        parser, "--repeats", "timed runs per variant", WORKLOADS, 3
     )
     parser.add_argument(
         "--warmup",
@@ -489,7 +467,8 @@ def main(argv=None):
     ]
     if len(variants) < len(args.variants):
         print("torch is not importable: skipping the torch variants")
-    print(header())
+    torch_version = torch.__version__ if torch is not None else "absent"
+    print(_device.header(f"torch {torch_version}"))
     start = time.perf_counter()
     rows, checks = [], []
     for workload in args.workloads:
