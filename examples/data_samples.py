@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_stn import data  # noqa: E402
+from keras_stn import viz  # noqa: E402
 
 
 def _grid(count, panel_width=1.0):
@@ -191,9 +192,7 @@ def main():
         figure = make()
         path = os.path.join(args.out_dir, f"{name}.png")
         figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        print(path)
+        print(viz.save_figure(figure, path, dpi=110))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ import keras_stn  # noqa: E402
 from keras_stn import data  # noqa: E402
 from keras_stn import experiments  # noqa: E402
 from keras_stn import models  # noqa: E402
+from keras_stn import viz  # noqa: E402
 
 SIDE = 42
 NUM_CLASSES = 19
@@ -142,9 +143,7 @@ def save_picture(probe, model, images, params, path, title):
         )
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return viz.save_figure(figure, path, dpi=100)
 
 
 def markdown(record):

@@ -337,9 +337,7 @@ def save_picture(sample, path, title):
             spine.set_edgecolor(colour)
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return viz.save_figure(figure, path, dpi=110)
 
 
 # --- results ---------------------------------------------------------------
