@@ -15,6 +15,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Spelled out, not read from the registries, so that `--help` and argument
+# errors come without importing TensorFlow; tests/cli_test.py checks them
+# against `experiments.DATASETS`, `experiments.MODELS` and
+# `transforms.names()`.
 DATA = ("r", "rts", "p", "e", "tc")
 MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
 TRANSFORMS = (
