@@ -66,6 +66,26 @@ def parse_run_arguments(parser):
     return args
 
 
+# MNIST's split sizes.
+SPLIT_SIZES = {"train": 60000, "test": 10000}
+
+
+def split(name, first):
+    """The tfds split for the first `first` examples of MNIST's `name`
+    split (0: all of it), and how many examples that is.
+
+    >>> split("train", 512)
+    ('train[:512]', 512)
+    >>> split("test", 0)
+    ('test', 10000)
+    """
+    size = SPLIT_SIZES[name]
+    if not first:
+        return name, size
+    count = min(first, size)
+    return f"{name}[:{count}]", count
+
+
 def write_results(out_dir, record, markdown):
     """`results.json` and `results.md` in `out_dir`, each written
     atomically."""

@@ -205,14 +205,8 @@ def main():
 
     os.makedirs(args.out_dir, exist_ok=True)
     common = {"data_dir": args.data_dir, "manual_dir": args.manual_dir}
-    train_split, num_train = "train", 60000
-    if args.train_examples:
-        num_train = min(args.train_examples, num_train)
-        train_split = f"train[:{num_train}]"
-    test_split, num_test = "test", 10000
-    if args.test_examples:
-        num_test = min(args.test_examples, num_test)
-        test_split = f"test[:{num_test}]"
+    train_split, num_train = _common.split("train", args.train_examples)
+    test_split, num_test = _common.split("test", args.test_examples)
     test = data.mnist_addition(test_split, 256, **common)
     shown, _, shown_params = next(
         data.mnist_addition(

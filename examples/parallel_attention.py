@@ -411,13 +411,8 @@ def main():
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     common = {"data_dir": args.data_dir, "manual_dir": args.manual_dir}
-    train_split, num_train = "train", 60000
-    if args.train_examples:
-        num_train = min(args.train_examples, num_train)
-        train_split = f"train[:{num_train}]"
-    test_split = "test"
-    if args.test_examples:
-        test_split = f"test[:{args.test_examples}]"
+    train_split, num_train = _common.split("train", args.train_examples)
+    test_split, _ = _common.split("test", args.test_examples)
     # Training batches carry no params: Keras would read a third element as
     # sample weights. Only the evaluation reads the digit boxes.
     train = data.two_digit_canvas(
