@@ -1,6 +1,6 @@
 """Benchmarks the data pipelines against what an ST-CNN training step eats.
 
-Measures examples per second of each `keras_stn.data` MNIST pipeline (train
+Measures examples per second of each `keras_stn.experiments.data` MNIST pipeline (train
 split, fresh distortions every epoch, batch 128) and, for reference:
 
 - `plain MNIST (no warp)`: the same source, shuffle, batch and prefetch in
@@ -49,10 +49,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn import data  # noqa: E402
-from keras_stn.data import distortions  # noqa: E402
-from keras_stn.data import mnist  # noqa: E402
-from keras_stn.data import placement  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
+from keras_stn.experiments.data import distortions  # noqa: E402
+from keras_stn.experiments.data import mnist  # noqa: E402
+from keras_stn.experiments.data import placement  # noqa: E402
 
 PIPELINES = ("R", "RTS", "P", "E", "TC", "addition", "canvas")
 PIPELINE_NAMES = {

@@ -4,7 +4,7 @@ Measures, per workload, the wall-clock time of the forward pass
 (`affine_grid` then `bilinear_sample`) and of forward+backward (gradients of
 `sum(output * upstream)` w.r.t. images and theta) for:
 
-- `twin`: the plain-autodiff twin, `keras_stn.ops.reference`, `tf.function`;
+- `twin`: the plain-autodiff twin, `tests/ops/reference.py`, `tf.function`;
 - `twin-xla`: the same under `tf.function(jit_compile=True)`;
 - `stn`: the package's hand-written ops, `keras_stn.ops`, `tf.function`;
 - `stn-xla`: the same under `jit_compile=True`;
@@ -62,7 +62,7 @@ tf.get_logger().setLevel("ERROR")  # one tf.function per variant: retracing
 
 import keras_stn  # noqa: E402
 from keras_stn import ops as stn_ops  # noqa: E402
-from keras_stn.ops import reference  # noqa: E402
+from tests.ops import reference  # noqa: E402
 
 try:
     import torch

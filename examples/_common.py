@@ -89,7 +89,7 @@ def split(name, first):
 def write_results(out_dir, record, markdown):
     """`results.json` and `results.md` in `out_dir`, each written
     atomically."""
-    from keras_stn import results
+    from keras_stn.experiments import results
 
     results.write_json(os.path.join(out_dir, "results.json"), record)
     results.write_text(os.path.join(out_dir, "results.md"), markdown)

@@ -24,7 +24,7 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_stn import data  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
 from keras_stn import viz  # noqa: E402
 
 

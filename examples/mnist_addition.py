@@ -3,7 +3,7 @@
 The paper's appendix experiment (Jaderberg et al., 2015): each input has two
 42x42 channels, each holding one MNIST digit under its own random rotation
 (+-45 degrees), scale (0.7-1.2) and translation
-(`keras_stn.data.mnist_addition`); the label is the digits' sum, 19 classes.
+(`keras_stn.experiments.data.mnist_addition`); the label is the digits' sum, 19 classes.
 A network must find and read both digits to add them.
 
 Models (`--models`, default all three), each trained from scratch with Adam
@@ -64,8 +64,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn import data  # noqa: E402
-from keras_stn import experiments  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
+from keras_stn.experiments import training  # noqa: E402
 from keras_stn import models  # noqa: E402
 from keras_stn import viz  # noqa: E402
 
@@ -188,7 +188,7 @@ def main():
     )
     parser.add_argument(
         "--optimizer",
-        choices=experiments.OPTIMIZERS,
+        choices=training.OPTIMIZERS,
         default="adam",
         help="adam (cosine decay) or sgd (momentum 0.9, / 10 each third)",
     )
@@ -238,7 +238,7 @@ def main():
         )
         model, probe = build(name, args.lr_multiplier)
         model.compile(
-            optimizer=experiments.make_optimizer(
+            optimizer=training.make_optimizer(
                 args.optimizer, args.learning_rate, steps
             ),
             loss="sparse_categorical_crossentropy",

@@ -3,7 +3,7 @@
 The paper's "parallel spatial transformers" (Jaderberg et al., 2015, the
 CUB-200-2011 experiment) on an MNIST stand-in: an 84x84 canvas holds two
 upright digits at random non-overlapping places
-(`keras_stn.data.two_digit_canvas`). Two `"attention"` transformers (theta
+(`keras_stn.experiments.data.two_digit_canvas`). Two `"attention"` transformers (theta
 `(scale, tx, ty)`: input point = scale * output point + (tx, ty)) share one
 localization trunk and each sample a 28x28 crop; ONE shared small CNN reads
 each crop and outputs 10 logits, stacked to `(B, 2, 10)`. Training sees only
@@ -84,7 +84,7 @@ from keras import layers  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn import data  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
 from keras_stn import viz  # noqa: E402
 
 CANVAS = 84

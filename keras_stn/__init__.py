@@ -2,8 +2,16 @@
 
 Jaderberg et al., "Spatial Transformer Networks", 2015,
 https://arxiv.org/abs/1506.02025
+
+The library: `ops` (transforms, grids, samplers), `layers`, `initializers`,
+`models` (the paper's networks, backbone wrappers), `config`, and, imported
+on their own, `callbacks` and `viz` (pictures; matplotlib). It runs on every
+Keras 3 backend; TensorFlow is imported only on the TensorFlow backend. The
+paper's experiments (data sets, training runs, the `keras-stn` command) are
+`keras_stn.experiments`, an application built on it.
 """
 
+from keras_stn import config
 from keras_stn import initializers
 from keras_stn import layers
 from keras_stn import models
@@ -28,6 +36,7 @@ __all__ = [
     "ParallelSpatialTransformers",
     "SpatialTransformer",
     "TransformIdentity",
+    "config",
     "default_localization",
     "initializers",
     "layers",

@@ -2,6 +2,6 @@
 
 import sys
 
-from keras_stn import cli
+import keras_stn_cli
 
-sys.exit(cli.main())
+sys.exit(keras_stn_cli.main())

@@ -7,7 +7,7 @@ import re
 import keras
 
 from keras_stn import viz
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 
 
 def _check_every(value, name):
@@ -101,7 +101,7 @@ class TransformerSnapshots(keras.callbacks.Callback):
                 "TransformerSnapshots draws with matplotlib: "
                 'pip install "keras-stn[examples]"'
             )
-        _checks.check_positive_int(max_examples, "max_examples")
+        argument_validation.check_positive_int(max_examples, "max_examples")
         self.images = viz.check_images(images)[:max_examples]
         if not isinstance(directory, (str, os.PathLike)) or not str(directory):
             raise ValueError(

@@ -17,9 +17,9 @@ import sys
 import keras
 import numpy as np
 
-from keras_stn import _files
+from keras_stn.utils import files
 from keras_stn.layers import spatial_transformer
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 
 _INSTALL_HINT = 'pip install "keras-stn[examples]"'
 
@@ -225,7 +225,7 @@ def _check_grid(grid, rank, form, name):
 
 def _pixels(grid, input_size, align_corners):
     """Normalised `(x, y)` points -> continuous pixel coordinates."""
-    height, width = _checks.check_size(input_size, "input_size")
+    height, width = argument_validation.check_size(input_size, "input_size")
     size = np.array([width, height], dtype=np.float64)
     if align_corners:
         return (grid + 1.0) / 2.0 * (size - 1.0) + 0.5
@@ -440,8 +440,8 @@ def plot_views(view, labels=None, max_examples=8, title=None, grid_lines=8):
         ValueError: bad `max_examples`, `grid_lines` or `labels`.
         ImportError: without matplotlib.
     """
-    _checks.check_positive_int(max_examples, "max_examples")
-    _checks.check_non_negative_int(grid_lines, "grid_lines")
+    argument_validation.check_positive_int(max_examples, "max_examples")
+    argument_validation.check_non_negative_int(grid_lines, "grid_lines")
     inputs = check_images(view["inputs"], "view['inputs']")
     rows = min(len(inputs), max_examples)
     if labels is not None and (
@@ -511,7 +511,7 @@ def save_figure(figure, path, dpi=100):
             f"`dpi` must be a positive number. Received: dpi={dpi!r}"
         )
     try:
-        path = _files.atomic_write(
+        path = files.atomic_write(
             path, lambda temp: figure.savefig(temp, format="png", dpi=dpi)
         )
     finally:
@@ -586,4 +586,4 @@ def save_animation(frames, path, duration_ms=400):
             loop=0,
         )
 
-    return _files.atomic_write(path, write)
+    return files.atomic_write(path, write)

@@ -3,7 +3,7 @@ import os
 import keras
 import pytest
 
-from keras_stn.data import mnist
+from keras_stn.experiments.data import mnist
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import antialias as antialias_lib
 from keras_stn.ops import coordinates
 from keras_stn.ops import sampler
@@ -73,8 +73,8 @@ class BilinearSampler(keras.layers.Layer):
 
 def check_sampling_options(kernel, padding_mode, antialias):
     """Validates sampler options at construction time."""
-    _checks.check_choice(kernel, sampler.KERNELS, "kernel")
-    _checks.check_choice(
+    argument_validation.check_choice(kernel, sampler.KERNELS, "kernel")
+    argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
     antialias_lib.antialias_factor(antialias, (1, 1), (1, 1))

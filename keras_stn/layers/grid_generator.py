@@ -3,7 +3,7 @@
 import keras
 
 from keras_stn.layers import localization_head
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import transforms
 
 
@@ -31,7 +31,7 @@ class GridGenerator(keras.layers.Layer):
         self, output_size, transform="affine", align_corners=False, **kwargs
     ):
         super().__init__(**kwargs)
-        self.output_size = _checks.check_size(output_size, "output_size")
+        self.output_size = argument_validation.check_size(output_size, "output_size")
         self.transform = localization_head.check_transform(transform)
         self.align_corners = bool(align_corners)
 

@@ -5,7 +5,7 @@ import keras
 from keras_stn.layers import bilinear_sampler
 from keras_stn.layers import localization as localization_lib
 from keras_stn.layers import localization_head
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import sampler
 from keras_stn.ops import transforms
 
@@ -71,7 +71,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.output_size = (
             None
             if output_size is None
-            else _checks.check_size(output_size, "output_size")
+            else argument_validation.check_size(output_size, "output_size")
         )
         bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
         if localization is not None and not isinstance(

@@ -9,7 +9,7 @@ the grid itself.
 
 from keras import ops
 
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 
 
 def _step(grid, axis):
@@ -51,7 +51,7 @@ def supersample_grid(grid, factor):
         raise ValueError(
             f"`factor` must be a positive int. Received: factor={factor!r}"
         )
-    _checks.check_rank(grid, 4, "grid", "(B, H_out, W_out, 2)")
+    argument_validation.check_rank(grid, 4, "grid", "(B, H_out, W_out, 2)")
     height, width = grid.shape[1], grid.shape[2]
     if height is None or width is None:
         raise ValueError(

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 
 # |w| below this is replaced by +-_W_EPSILON in the projective divide.
 W_EPSILON = 1e-6
@@ -79,7 +79,7 @@ def identity_grid(size, batch_size=1, align_corners=False, dtype="float32"):
     Returns:
         Tensor `(batch_size, H_out, W_out, 2)`.
     """
-    size = _checks.check_size(size)
+    size = argument_validation.check_size(size)
     points = base_grid_numpy(size, bool(align_corners))[:, :2]
     grid = ops.convert_to_tensor(points.reshape(*size, 2), dtype=dtype)
     return ops.repeat(grid[None], batch_size, axis=0)
@@ -87,10 +87,10 @@ def identity_grid(size, batch_size=1, align_corners=False, dtype="float32"):
 
 def _matrix_theta(theta, rows, num_params, name, form):
     """Returns theta as float `(B, rows, 3)`, from that shape or flat."""
-    theta = _checks.as_float_tensor(theta, name)
-    _checks.check_rank(theta, (2, 3), name, form)
+    theta = argument_validation.as_float_tensor(theta, name)
+    argument_validation.check_rank(theta, (2, 3), name, form)
     if len(theta.shape) == 2:
-        _checks.check_last_dim(theta, num_params, name, form)
+        argument_validation.check_last_dim(theta, num_params, name, form)
         if num_params == 8:
             ones = ops.ones_like(theta[:, :1])
             theta = ops.concatenate([theta, ones], axis=-1)
@@ -200,10 +200,10 @@ def affine_grid(theta, size, align_corners=False):
     >>> affine_grid(theta, (1, 3), align_corners=True)[0, 0, :, 0].numpy()
     array([-1.,  0.,  1.], dtype=float32)
     """
-    size = _checks.check_size(size)
+    size = argument_validation.check_size(size)
     theta = _matrix_theta(theta, 2, 6, "theta", "(B, 2, 3) or (B, 6)")
     theta = guard_non_finite(
-        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
     )
     base = ops.convert_to_tensor(
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
@@ -245,10 +245,10 @@ def projective_grid(theta, size, align_corners=False):
     Raises:
         ValueError: if theta's shape or `size` is malformed.
     """
-    size = _checks.check_size(size)
+    size = argument_validation.check_size(size)
     theta = _matrix_theta(theta, 3, 8, "theta", "(B, 3, 3) or (B, 8)")
     theta = guard_non_finite(
-        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
     )
     base = ops.convert_to_tensor(
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype

@@ -8,7 +8,7 @@ and `align_corners`).
 from keras import ops
 
 from keras_stn.ops import _backend
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import coordinates
 from keras_stn.ops import sampling
 
@@ -98,7 +98,7 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
         ValueError: as `bilinear_sample`.
     """
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
-    dtype = _checks.compute_dtype(images.dtype, grid.dtype)
+    dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
         ("nearest", padding_mode, align_corners),
@@ -152,7 +152,7 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
         ValueError: as `bilinear_sample`.
     """
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
-    dtype = _checks.compute_dtype(images.dtype, grid.dtype)
+    dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
         ("bicubic", padding_mode, align_corners),

@@ -7,7 +7,7 @@ and `align_corners`).
 
 from keras import ops
 
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import antialias as antialias_lib
 from keras_stn.ops import kernels
 from keras_stn.ops import sampling
@@ -47,7 +47,7 @@ def sample(
         ValueError: an unknown kernel, a bad `antialias`, and as
             `bilinear_sample`.
     """
-    _checks.check_choice(kernel, KERNELS, "kernel")
+    argument_validation.check_choice(kernel, KERNELS, "kernel")
     images, grid = sampling.check_sample_args(images, grid, padding_mode)
     samplers = {
         "bilinear": sampling.bilinear_sample,

@@ -9,21 +9,21 @@ Convention: images are channels-last `(B, H, W, C)`; a grid is
 from keras import ops
 
 from keras_stn.ops import _backend
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import coordinates
 
 
 def check_sample_args(images, grid, padding_mode, align_corners=False):
     """Validates the arguments every sampler shares; returns tensors."""
-    _checks.check_choice(
+    argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
-    images = _checks.as_float_tensor(images, "images")
-    grid = _checks.as_float_tensor(grid, "grid")
-    _checks.check_rank(images, 4, "images", "(B, H, W, C)")
-    _checks.check_rank(grid, 4, "grid", "(B, H_out, W_out, 2)")
-    _checks.check_last_dim(grid, 2, "grid", "(B, H_out, W_out, 2)")
-    _checks.check_same_batch(images, grid, "images", "grid")
+    images = argument_validation.as_float_tensor(images, "images")
+    grid = argument_validation.as_float_tensor(grid, "grid")
+    argument_validation.check_rank(images, 4, "images", "(B, H, W, C)")
+    argument_validation.check_rank(grid, 4, "grid", "(B, H_out, W_out, 2)")
+    argument_validation.check_last_dim(grid, 2, "grid", "(B, H_out, W_out, 2)")
+    argument_validation.check_same_batch(images, grid, "images", "grid")
     for axis, name in ((1, "H"), (2, "W")):
         if images.shape[axis] == 0:
             raise ValueError(
@@ -246,7 +246,7 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     """
     images, grid = check_sample_args(images, grid, padding_mode)
     out_dtype = images.dtype
-    dtype = _checks.compute_dtype(images.dtype, grid.dtype)
+    dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
         ("bilinear", padding_mode, align_corners),

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import grids
 
 
@@ -129,25 +129,25 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
         ValueError: malformed theta, size or control points, or a theta
             whose K differs from the control points'.
     """
-    size = _checks.check_size(size)
+    size = argument_validation.check_size(size)
     if control_points is None:
         control_points = regular_control_points(16)
     control_points = check_control_points(control_points)
     k = len(control_points)
     form = f"(B, {k}, 2) or (B, {2 * k})"
-    theta = _checks.as_float_tensor(theta, "theta")
-    _checks.check_rank(theta, (2, 3), "theta", form)
+    theta = argument_validation.as_float_tensor(theta, "theta")
+    argument_validation.check_rank(theta, (2, 3), "theta", form)
     if len(theta.shape) == 3 and tuple(theta.shape[1:]) != (k, 2):
         raise ValueError(
             f"`theta` must have shape {form} for {k} control points. "
             f"Received: theta.shape={tuple(theta.shape)}"
         )
-    _checks.check_last_dim(
+    argument_validation.check_last_dim(
         theta, 2 if len(theta.shape) == 3 else 2 * k, "theta", form
     )
     theta = ops.reshape(theta, (-1, k, 2))
     theta = grids.guard_non_finite(
-        ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
     )
     key = tuple(control_points.ravel().tolist())
     matrix = ops.convert_to_tensor(

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_stn.ops import _backend
-from keras_stn.ops import _checks
+from keras_stn.utils import argument_validation
 from keras_stn.ops import grids
 from keras_stn.ops import tps
 
@@ -44,11 +44,11 @@ class Transform:
         A sample with non-finite parameters gets a zero gradient
         (`grids.guard_non_finite`) and samples zeros.
         """
-        theta = _checks.as_float_tensor(theta, "theta")
+        theta = argument_validation.as_float_tensor(theta, "theta")
         form = f"(B, {self.num_params}) for transform {self.name!r}"
-        _checks.check_rank(theta, 2, "theta", form)
-        _checks.check_last_dim(theta, self.num_params, "theta", form)
-        theta = ops.cast(theta, _checks.compute_dtype(theta.dtype))
+        argument_validation.check_rank(theta, 2, "theta", form)
+        argument_validation.check_last_dim(theta, self.num_params, "theta", form)
+        theta = ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
         return grids.guard_non_finite(theta)
 
     def grid(self, theta, size, align_corners=False):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_stn import ops as stn_ops
 from keras_stn.ops import grids
-from keras_stn.ops import reference
+from tests.ops import reference
 from tests import test_case
 
 

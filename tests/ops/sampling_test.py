@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_stn import ops as stn_ops
-from keras_stn.ops import reference
+from tests.ops import reference
 from tests import test_case
 
 MODES = list(

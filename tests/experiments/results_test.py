@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from keras_stn import results
+from keras_stn.experiments import results
 
 
 def _record(model, transform, data, error, status="complete"):

@@ -13,11 +13,11 @@ the rest of the same split. Determinism and options as `distorted_mnist`.
 
 import tensorflow as tf
 
-from keras_stn.data import _args
-from keras_stn.data import _pipeline
-from keras_stn.data import distortions
-from keras_stn.data import mnist
-from keras_stn.data import placement
+from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import _pipeline
+from keras_stn.experiments.data import distortions
+from keras_stn.experiments.data import mnist
+from keras_stn.experiments.data import placement
 
 DIGIT_SIZE = 28
 
@@ -25,8 +25,8 @@ DIGIT_SIZE = 28
 def _source(name, split, data_dir, manual_dir, seed, training):
     """The split's arrays, its `(index, seed)` dataset and the partner
     draw shared by both sets."""
-    _args.check_tensorflow_backend(name)
-    seed = _args.check_seed(seed)
+    argument_validation.check_tensorflow_backend(name)
+    seed = argument_validation.check_seed(seed)
     training = _pipeline.resolve_training(training, str(split))
     source = mnist.load_split(split, data_dir, manual_dir)
     start, stop = source.start, source.stop
@@ -52,9 +52,9 @@ def _source(name, split, data_dir, manual_dir, seed, training):
 
 def _check_batching(batch_size, drop_remainder, with_params):
     return (
-        _args.check_positive_int(batch_size, "batch_size"),
-        _args.check_bool(drop_remainder, "drop_remainder"),
-        _args.check_bool(with_params, "with_params"),
+        argument_validation.check_positive_int(batch_size, "batch_size"),
+        argument_validation.check_bool(drop_remainder, "drop_remainder"),
+        argument_validation.check_bool(with_params, "with_params"),
     )
 
 
@@ -168,7 +168,7 @@ def two_digit_canvas(
     batch_size, drop_remainder, with_params = _check_batching(
         batch_size, drop_remainder, with_params
     )
-    side = _args.check_positive_int(canvas_size, "canvas_size")
+    side = argument_validation.check_positive_int(canvas_size, "canvas_size")
     if side < 3 * DIGIT_SIZE - 1:
         raise ValueError(
             f"`canvas_size` must be >= {3 * DIGIT_SIZE - 1} so that two "

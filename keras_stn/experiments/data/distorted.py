@@ -4,11 +4,11 @@ import inspect
 
 import tensorflow as tf
 
-from keras_stn.data import _args
-from keras_stn.data import _pipeline
-from keras_stn.data import clutter
-from keras_stn.data import distortions
-from keras_stn.data import mnist
+from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import _pipeline
+from keras_stn.experiments.data import clutter
+from keras_stn.experiments.data import distortions
+from keras_stn.experiments.data import mnist
 
 _CLASSES = {
     "R": distortions.Rotation,
@@ -37,7 +37,7 @@ def make_distortion(variant, **options):
             f"Received: variant={variant!r}"
         )
     cls = _CLASSES[variant.upper()]
-    _args.check_options(options, _options(cls), f"variant {variant.upper()!r}")
+    argument_validation.check_options(options, _options(cls), f"variant {variant.upper()!r}")
     return cls(**options)
 
 
@@ -90,7 +90,7 @@ def distorted_mnist(
             `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`).
         manual_dir: str or None, a folder with the four original MNIST
             files, for offline use (default `$KERAS_STN_MNIST_DIR`); see
-            `keras_stn.data.mnist`.
+            `keras_stn.experiments.data.mnist`.
         seed: int or None. Defaults to None.
         training: bool or None, see Determinism. Defaults to None.
         drop_remainder: bool, drop a last, smaller batch. Defaults to False.
@@ -118,13 +118,13 @@ def distorted_mnist(
                              manual_dir="../shared/data/mnist")
         images, labels = next(iter(ds))  # (256, 42, 42, 1), (256,)
     """
-    _args.check_tensorflow_backend("distorted_mnist")
+    argument_validation.check_tensorflow_backend("distorted_mnist")
     distortion = make_distortion(variant, **options)
     variant = variant.upper()
-    batch_size = _args.check_positive_int(batch_size, "batch_size")
-    seed = _args.check_seed(seed)
-    drop_remainder = _args.check_bool(drop_remainder, "drop_remainder")
-    with_params = _args.check_bool(with_params, "with_params")
+    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
+    seed = argument_validation.check_seed(seed)
+    drop_remainder = argument_validation.check_bool(drop_remainder, "drop_remainder")
+    with_params = argument_validation.check_bool(with_params, "with_params")
     training = _pipeline.resolve_training(training, str(split))
     source = mnist.load_split(split, data_dir, manual_dir)
     images = tf.constant(source.images)

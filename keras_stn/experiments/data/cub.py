@@ -18,8 +18,8 @@ import zlib
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_stn.data import _args
-from keras_stn.data import _pipeline
+from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import _pipeline
 
 MANUAL_DIR_ENV = "KERAS_STN_CUB_DIR"
 FILES = ("CUB_200_2011.tgz", "segmentations.tgz")
@@ -160,11 +160,11 @@ def cub_200_2011(
         FileNotFoundError: `manual_dir` lacks an archive and the data is
             not prepared.
     """
-    batch_size = _args.check_positive_int(batch_size, "batch_size")
-    image_size = _args.check_positive_int(image_size, "image_size")
+    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
+    image_size = argument_validation.check_positive_int(image_size, "image_size")
     if resize_size is None:
         resize_size = int(round(image_size * 8 / 7))
-    resize_size = _args.check_positive_int(resize_size, "resize_size")
+    resize_size = argument_validation.check_positive_int(resize_size, "resize_size")
     if resize_size < image_size:
         raise ValueError(
             "`resize_size` must be >= `image_size` to crop from it. "
@@ -172,13 +172,13 @@ def cub_200_2011(
         )
     if not isinstance(split, str):
         raise ValueError(f"`split` must be a str. Received: split={split!r}")
-    seed = _args.check_seed(seed)
+    seed = argument_validation.check_seed(seed)
     if training is None:
         training = split.startswith("train")
-    training = _args.check_bool(training, "training")
-    drop_remainder = _args.check_bool(drop_remainder, "drop_remainder")
-    with_params = _args.check_bool(with_params, "with_params")
-    shuffle_buffer = _args.check_positive_int(shuffle_buffer, "shuffle_buffer")
+    training = argument_validation.check_bool(training, "training")
+    drop_remainder = argument_validation.check_bool(drop_remainder, "drop_remainder")
+    with_params = argument_validation.check_bool(with_params, "with_params")
+    shuffle_buffer = argument_validation.check_positive_int(shuffle_buffer, "shuffle_buffer")
 
     examples = _load(split, data_dir, manual_dir, training, seed)
     examples = examples.map(lambda ex: (ex["image"], ex["label"]))

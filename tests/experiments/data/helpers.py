@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_stn.data import mnist
+from keras_stn.experiments.data import mnist
 
 
 def batches(dataset, count=1):

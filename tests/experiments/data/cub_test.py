@@ -3,8 +3,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_stn.data import cub
-from tests.data import helpers
+from keras_stn.experiments.data import cub
+from tests.experiments.data import helpers
 
 pytestmark = pytest.mark.large
 

@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_stn.data import distorted
-from keras_stn.data import distortions
-from keras_stn.data import mnist
-from tests.data import helpers
+from keras_stn.experiments.data import distorted
+from keras_stn.experiments.data import distortions
+from keras_stn.experiments.data import mnist
+from tests.experiments.data import helpers
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
 

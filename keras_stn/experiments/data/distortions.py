@@ -25,8 +25,8 @@ import abc
 import numpy as np
 import tensorflow as tf
 
-from keras_stn.data import _args
-from keras_stn.data import placement
+from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import placement
 from keras_stn.ops import sampler
 from keras_stn.ops import transforms
 
@@ -106,7 +106,7 @@ class Rotation(Distortion):
     """
 
     def __init__(self, angle_range=(-90.0, 90.0)):
-        self.angle_range = _args.check_range(angle_range, "angle_range")
+        self.angle_range = argument_validation.check_range(angle_range, "angle_range")
 
     def draw(self, seed):
         return {"angle": _uniform(seed, *self.angle_range)}
@@ -144,11 +144,11 @@ class RotationScaleTranslation(Distortion):
     def __init__(
         self, angle_range=(-45.0, 45.0), scale_range=(0.7, 1.2), canvas_size=42
     ):
-        self.angle_range = _args.check_range(angle_range, "angle_range")
-        self.scale_range = _args.check_range(
+        self.angle_range = argument_validation.check_range(angle_range, "angle_range")
+        self.scale_range = argument_validation.check_range(
             scale_range, "scale_range", positive=True
         )
-        self.output_size = _args.check_positive_int(canvas_size, "canvas_size")
+        self.output_size = argument_validation.check_positive_int(canvas_size, "canvas_size")
         if self.output_size < self.input_size * self.scale_range[1]:
             raise ValueError(
                 "`canvas_size` must hold the largest scaled digit, "
@@ -220,10 +220,10 @@ class ProjectiveWarp(Distortion):
     """
 
     def __init__(self, scale_range=(0.75, 1.0), corner_sigma=5.0):
-        self.scale_range = _args.check_range(
+        self.scale_range = argument_validation.check_range(
             scale_range, "scale_range", positive=True
         )
-        self.corner_sigma = _args.check_non_negative_float(
+        self.corner_sigma = argument_validation.check_non_negative_float(
             corner_sigma, "corner_sigma"
         )
 
@@ -264,7 +264,7 @@ class ElasticWarp(Distortion):
     """
 
     def __init__(self, control_sigma=1.5, num_control_points=16):
-        self.control_sigma = _args.check_non_negative_float(
+        self.control_sigma = argument_validation.check_non_negative_float(
             control_sigma, "control_sigma"
         )
         side = int(round(float(num_control_points) ** 0.5))

@@ -18,8 +18,8 @@ Convention: as `placement` (pixels `(x, y)`, y down).
 
 import tensorflow as tf
 
-from keras_stn.data import _args
-from keras_stn.data import placement
+from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import placement
 
 DIGIT_SIZE = 28
 
@@ -43,22 +43,22 @@ class Clutter:
     def __init__(
         self, canvas_size=60, num_patches=6, patch_size=6, clear_centre=8
     ):
-        self.canvas_size = _args.check_positive_int(canvas_size, "canvas_size")
+        self.canvas_size = argument_validation.check_positive_int(canvas_size, "canvas_size")
         if self.canvas_size < DIGIT_SIZE:
             raise ValueError(
                 f"`canvas_size` must be >= {DIGIT_SIZE}. Received: "
                 f"canvas_size={canvas_size!r}"
             )
-        self.num_patches = _args.check_non_negative_int(
+        self.num_patches = argument_validation.check_non_negative_int(
             num_patches, "num_patches"
         )
-        self.patch_size = _args.check_positive_int(patch_size, "patch_size")
+        self.patch_size = argument_validation.check_positive_int(patch_size, "patch_size")
         if self.patch_size > DIGIT_SIZE:
             raise ValueError(
                 f"`patch_size` must be <= {DIGIT_SIZE}. Received: "
                 f"patch_size={patch_size!r}"
             )
-        self.clear_centre = _args.check_non_negative_int(
+        self.clear_centre = argument_validation.check_non_negative_int(
             clear_centre, "clear_centre"
         )
         if self.clear_centre > DIGIT_SIZE or self.clear_centre % 2:

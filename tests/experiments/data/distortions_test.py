@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_stn.data import distortions
+from keras_stn.experiments.data import distortions
 
 pytestmark = pytest.mark.tensorflow_only
 

@@ -2,14 +2,15 @@
 
 import pytest
 
-from keras_stn import cli
-from keras_stn import experiments
+import keras_stn_cli as cli
+from keras_stn.experiments import commands
+from keras_stn.experiments import training
 from keras_stn.ops import transforms
 
 
 def test_names_match_the_package():
-    assert cli.DATA == tuple(experiments.DATASETS)
-    assert cli.MODELS == experiments.MODELS
+    assert cli.DATA == tuple(training.DATASETS)
+    assert cli.MODELS == training.MODELS
     assert set(cli.TRANSFORMS) == set(transforms.names())
 
 
@@ -76,7 +77,7 @@ def test_show_without_a_model_names_the_path(tmp_path, capsys):
 
 
 def test_table_cells_order_and_transforms():
-    cells = cli.table_cells(
+    cells = commands.table_cells(
         ["r", "rts"],
         ["cnn", "st-cnn", "fcn", "st-fcn"],
         ["affine", "tps"],

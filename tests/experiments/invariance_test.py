@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_stn import invariance
+from keras_stn.experiments import invariance
 from tests import test_case
 
 pytestmark = pytest.mark.tensorflow_only

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_stn.data import _pipeline
+from keras_stn.experiments.data import _pipeline
 
 
 def _epochs(dataset, count=2):

@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_stn.data import mnist
+from keras_stn.experiments.data import mnist
 
 # The published per-class counts of the MNIST test set.
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

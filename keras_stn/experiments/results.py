@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from keras_stn import _files
+from keras_stn.utils import files
 
 # Jaderberg et al., 2015, Table 1 (left): test error (%) on distorted MNIST.
 # TC is the appendix's 60x60 translated-and-cluttered set (as we read it;
@@ -36,7 +36,7 @@ def write_text(path, text):
         with open(temporary, "w", encoding="utf-8") as file:
             file.write(text)
 
-    return _files.atomic_write(path, write)
+    return files.atomic_write(path, write)
 
 
 def write_json(path, record):

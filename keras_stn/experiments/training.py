@@ -27,8 +27,8 @@ import time
 import keras
 
 from keras_stn import models
-from keras_stn import results
-from keras_stn.ops import _checks
+from keras_stn.experiments import results
+from keras_stn.utils import argument_validation
 from keras_stn.ops import transforms
 
 # name -> (distorted_mnist variant, input side)
@@ -115,7 +115,7 @@ def make_datasets(
         `(train, test, num_train)`: batches of `(B, S, S, 1)` float32 images
         and `(B,)` int64 labels; `num_train` examples per epoch.
     """
-    from keras_stn.data import distorted
+    from keras_stn.experiments.data import distorted
 
     variant = DATASETS[_choice(data, tuple(DATASETS), "data")][0]
     split = "train" if train_examples is None else f"train[:{train_examples}]"
@@ -254,7 +254,7 @@ def train_run(
             existing run folder is started afresh.
         train_examples: int or None, train on the first N training digits.
         seed: int, the training order's and distortions' seed.
-        data_dir, manual_dir: where MNIST is (see `keras_stn.data.mnist`).
+        data_dir, manual_dir: where MNIST is (see `keras_stn.experiments.data.mnist`).
         pictures: bool, save what the transformer does (ST networks).
         callbacks: more Keras callbacks for `fit`, run after the package's.
         verbose: 0, 1 (progress bar) or 2 (a line per epoch).
@@ -271,10 +271,10 @@ def train_run(
     model_name = _choice(model, MODELS, "model")
     transform = check_transform(model_name, transform)
     optimizer = _choice(optimizer, OPTIMIZERS, "optimizer")
-    epochs = _checks.check_positive_int(epochs, "epochs")
-    batch_size = _checks.check_positive_int(batch_size, "batch_size")
+    epochs = argument_validation.check_positive_int(epochs, "epochs")
+    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
     if train_examples is not None:
-        train_examples = _checks.check_positive_int(
+        train_examples = argument_validation.check_positive_int(
             train_examples, "train_examples"
         )
     if learning_rate is None:

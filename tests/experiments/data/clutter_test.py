@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_stn.data import clutter
+from keras_stn.experiments.data import clutter
 
 pytestmark = pytest.mark.tensorflow_only
 

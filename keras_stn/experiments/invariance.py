@@ -13,7 +13,7 @@ spatial transformer's begins.
 import numpy as np
 import tensorflow as tf
 
-from keras_stn.data import placement
+from keras_stn.experiments.data import placement
 
 # sweep -> (values, unit, the RTS training set's range of that factor).
 SWEEPS = {

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_stn.data import distortions
-from keras_stn.data import mnist
-from keras_stn.data import two_digit
-from tests.data import helpers
+from keras_stn.experiments.data import distortions
+from keras_stn.experiments.data import mnist
+from keras_stn.experiments.data import two_digit
+from tests.experiments.data import helpers
 
 pytestmark = [pytest.mark.tensorflow_only, pytest.mark.large]
 

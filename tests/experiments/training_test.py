@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_stn import experiments
-from keras_stn import results
+from keras_stn.experiments import training
+from keras_stn.experiments import results
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -33,7 +33,7 @@ def _run(mnist_dirs, out_dir, **kwargs):
         **mnist_dirs,
     }
     options.update(kwargs)
-    return experiments.train_run(**options)
+    return training.train_run(**options)
 
 
 @pytest.mark.large
@@ -97,17 +97,17 @@ def test_a_short_run_learns_and_reports_its_schedule(mnist_dirs, tmp_path):
 )
 def test_bad_arguments_name_themselves(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        experiments.train_run(out_dir=str(tmp_path), verbose=0, **kwargs)
+        training.train_run(out_dir=str(tmp_path), verbose=0, **kwargs)
 
 
 def test_sgd_follows_the_papers_schedule_scaled_to_the_run():
     # 0.01, divided by 10 after each third of the steps (150k: every 50k).
-    schedule = experiments.learning_rate_schedule("sgd", 0.01, 9)
+    schedule = training.learning_rate_schedule("sgd", 0.01, 9)
     rates = [float(schedule(step)) for step in (0, 2, 3, 5, 6, 8)]
     np.testing.assert_allclose(
         rates, [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001], rtol=1e-6
     )
-    cosine = experiments.learning_rate_schedule("adam", 1e-3, 10)
+    cosine = training.learning_rate_schedule("adam", 1e-3, 10)
     np.testing.assert_allclose(
         [float(cosine(0)), float(cosine(5)), float(cosine(10))],
         [1e-3, 5e-4, 0.0],

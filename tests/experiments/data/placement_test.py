@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_stn.data import placement
+from keras_stn.experiments.data import placement
 
 pytestmark = pytest.mark.tensorflow_only
 

@@ -1,0 +1,282 @@
+"""Argument checks for the whole package: one message form everywhere.
+
+Every error names the argument, the expected form and what was received, so
+a user sees `grid` and `(B, H_out, W_out, 2)` instead of a shape error from
+deep inside a gather.
+"""
+
+import math
+import numbers
+
+import keras
+from keras import ops
+
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def check_size(size, name="size"):
+    """Returns `size` as a tuple of two positive Python ints `(H, W)`.
+
+    Raises:
+        ValueError: if `size` is not a pair of positive integers.
+    """
+    try:
+        values = tuple(size)
+    except TypeError:
+        values = None
+    if (
+        values is None
+        or len(values) != 2
+        or not all(isinstance(v, numbers.Integral) for v in values)
+        or isinstance(values[0], bool)
+        or isinstance(values[1], bool)
+        or min(values) < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a pair of positive ints `(H, W)`. "
+            f"Received: {name}={size!r}"
+        )
+    return int(values[0]), int(values[1])
+
+
+def check_rank(x, ranks, name, form):
+    """Raises a ValueError naming `name` if `x` has none of `ranks`."""
+    ranks = (ranks,) if isinstance(ranks, int) else tuple(ranks)
+    rank = len(x.shape)
+    if rank not in ranks:
+        raise ValueError(
+            f"`{name}` must have shape {form}. Received: {name}.shape="
+            f"{tuple(x.shape)} (rank {rank})"
+        )
+
+
+def check_float(x, name):
+    """Raises a ValueError if `x` does not hold floating-point values."""
+    dtype = standardize_dtype(x.dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"`{name}` must be a floating-point tensor "
+            f"({', '.join(_FLOAT_DTYPES)}). Received: {name}.dtype={dtype}"
+        )
+
+
+def check_last_dim(x, size, name, form):
+    """Raises a ValueError if the static last dimension of `x` is not `size`."""
+    last = x.shape[-1]
+    if last is not None and last != size:
+        raise ValueError(
+            f"`{name}` must have shape {form}. Received: {name}.shape="
+            f"{tuple(x.shape)}"
+        )
+
+
+def check_same_batch(a, b, name_a, name_b):
+    """Raises a ValueError if two static batch sizes differ."""
+    ba, bb = a.shape[0], b.shape[0]
+    if ba is not None and bb is not None and ba != bb:
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same batch size. "
+            f"Received: {name_a}.shape={tuple(a.shape)}, "
+            f"{name_b}.shape={tuple(b.shape)}"
+        )
+
+
+def _check_int(value, name, minimum, kind):
+    """Returns `value` as an int >= `minimum` or raises a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        raise ValueError(
+            f"`{name}` must be a {kind} int. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_positive_int(value, name):
+    """Returns `value` as an int >= 1 or raises a ValueError."""
+    return _check_int(value, name, 1, "positive")
+
+
+def check_non_negative_int(value, name):
+    """Returns `value` as an int >= 0 or raises a ValueError."""
+    return _check_int(value, name, 0, "non-negative")
+
+
+def check_choice(value, choices, name):
+    """Raises a ValueError if `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {choices}. Received: {name}={value!r}"
+        )
+
+
+def standardize_dtype(dtype):
+    """Returns the dtype's name as a string, e.g. `"float32"`."""
+    return getattr(dtype, "name", None) or str(dtype).split(".")[-1]
+
+
+def as_float_tensor(x, name):
+    """Converts `x` to a tensor, keeping a float dtype and refusing others."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        x = ops.convert_to_tensor(x, dtype="float32")
+    elif standardize_dtype(x.dtype) not in _FLOAT_DTYPES:
+        check_float(x, name)
+    return ops.convert_to_tensor(x)
+
+
+def compute_dtype(*dtypes):
+    """float64 if any input is float64, else float32 (halves compute in 32)."""
+    names = [standardize_dtype(d) for d in dtypes]
+    return "float64" if "float64" in names else "float32"
+
+
+def check_non_negative_float(value, name):
+    """Returns `value` as a finite float >= 0 or raises a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not value >= 0
+        or value == float("inf")
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_range(value, name, minimum=None, positive=False):
+    """Returns `value` as a pair of floats `(low, high)`, `low <= high`.
+
+    Args:
+        value: a pair of finite numbers.
+        name: the argument's name, for the message.
+        minimum: float or None, a lower bound for `low`.
+        positive: bool, whether `low` must be > 0.
+    Raises:
+        ValueError: if `value` is not such a pair.
+    """
+    try:
+        low, high = (float(v) for v in value)
+        ok = (
+            not any(isinstance(v, bool) for v in value)
+            and low <= high
+            and high < float("inf")
+            and low > float("-inf")
+            and (minimum is None or low >= minimum)
+            and (not positive or low > 0)
+        )
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        bound = " with low > 0" if positive else ""
+        if minimum is not None:
+            bound = f" with low >= {minimum}"
+        raise ValueError(
+            f"`{name}` must be a pair of finite numbers `(low, high)`, "
+            f"low <= high{bound}. Received: {name}={value!r}"
+        )
+    return low, high
+
+
+def check_seed(seed):
+    """Returns `seed` as None or an int, or raises a ValueError."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(
+            f"`seed` must be None or an int. Received: seed={seed!r}"
+        )
+    return int(seed)
+
+
+def check_bool(value, name):
+    """Returns `value` if it is a bool, else raises a ValueError."""
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"`{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_options(options, allowed, name):
+    """Raises a ValueError for a keyword not in `allowed`."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for {name}; valid options: "
+            f"{sorted(allowed)}. Received: {options!r}"
+        )
+
+
+def check_positive_float(value, name):
+    """Returns `value` as a finite float > 0 or raises a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite number > 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_optional_positive_int(value, name):
+    """Returns `value` as None or an int >= 1, or raises a ValueError."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int or None. Received: "
+            f"{name}={value!r}"
+        )
+    return int(value)
+
+
+def check_optional_str(value, name):
+    """Returns `value` if it is None or a str, else raises a ValueError."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(
+            f"`{name}` must be a str or None. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_input_shape(input_shape, name="input_shape"):
+    """Returns `input_shape` as a tuple of three positive ints `(H, W, C)`."""
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
+            for d in input_shape
+        )
+    ):
+        raise ValueError(
+            f"`{name}` must be three positive ints (H, W, C). Received: "
+            f"{name}={input_shape!r}"
+        )
+    return tuple(int(d) for d in input_shape)
+
+
+def check_tensorflow_backend(function_name):
+    """Raises a RuntimeError unless Keras runs on TensorFlow.
+
+    The distortions call `keras_stn.ops`, which are written with `keras.ops`;
+    inside a `tf.data` pipeline those must produce TensorFlow tensors.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"`{function_name}` builds its distortions with keras_stn.ops "
+            "inside tf.data, which needs the TensorFlow Keras backend "
+            "(KERAS_BACKEND=tensorflow). Received: keras.backend.backend()="
+            f"{backend!r}"
+        )

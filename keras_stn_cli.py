@@ -1,0 +1,224 @@
+"""The `keras-stn` command: train, tabulate, and look at spatial transformers.
+
+This module parses the command line and nothing more: it is top-level, not
+inside `keras_stn`, because importing the package imports Keras and its
+backend (seconds), while `--help` and argument errors should answer at once.
+What each command does is `keras_stn.experiments.commands`.
+
+    keras-stn train --data rts --model st-cnn --transform affine --epochs 3
+    keras-stn table --data rts --models cnn st-cnn --epochs 3
+    keras-stn samples --data rts
+    keras-stn show --run out/table/rts-st-cnn-affine
+
+`keras-stn <command> --help` lists every option. Offline, point
+`--manual-dir` (or `$KERAS_STN_MNIST_DIR`) at the four original MNIST files.
+"""
+
+import argparse
+import os
+import sys
+
+
+# Spelled out, not read from the registries, so that `--help` and argument
+# errors come without importing Keras; tests/experiments/cli_test.py checks
+# them against `training.DATASETS`, `training.MODELS` and
+# `transforms.names()`.
+DATA = ("r", "rts", "p", "e", "tc")
+MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
+TRANSFORMS = (
+    "translation",
+    "rigid",
+    "similarity",
+    "attention",
+    "affine",
+    "projective",
+    "tps",
+)
+
+
+def _add_training(parser):
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=3, help="default 3")
+    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument(
+        "--optimizer", type=str.lower, choices=("adam", "sgd"), default="adam"
+    )
+    group.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="default 1e-3 (adam, cosine decay) or 0.01 (sgd)",
+    )
+    group.add_argument(
+        "--train-examples",
+        type=int,
+        default=None,
+        help="train on the first N of the 60000 training digits",
+    )
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue unfinished runs from their last finished epoch and "
+        "skip finished ones",
+    )
+    group.add_argument(
+        "--no-pictures",
+        dest="pictures",
+        action="store_false",
+        help="do not save what the transformers do",
+    )
+    group.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    _add_data_dirs(parser)
+
+
+def _add_data_dirs(parser):
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--manual-dir",
+        default=None,
+        help="folder with the four original MNIST files, for offline use "
+        "(default $KERAS_STN_MNIST_DIR)",
+    )
+    group.add_argument(
+        "--data-dir", default=None, help="tensorflow-datasets' data folder"
+    )
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-stn",
+        description="Spatial Transformer Networks on distorted MNIST "
+        "(Jaderberg et al., 2015).",
+    )
+    parser.add_argument(
+        "--verbose-backend",
+        action="store_true",
+        help="show the backend's start-up log lines (TensorFlow's are "
+        "hidden by default)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one network")
+    train.add_argument("--data", type=str.lower, choices=DATA, default="rts")
+    train.add_argument(
+        "--model", type=str.lower, choices=MODELS, default="st-cnn"
+    )
+    train.add_argument(
+        "--transform", type=str.lower, choices=TRANSFORMS, default="affine"
+    )
+    train.add_argument("--out-dir", default="out/runs")
+    _add_training(train)
+
+    table = commands.add_parser(
+        "table", help="the Table 1 grid: models x transforms x data sets"
+    )
+    table.add_argument(
+        "--data", type=str.lower, choices=DATA, nargs="+", default=list(DATA)
+    )
+    table.add_argument(
+        "--models", type=str.lower, choices=MODELS, nargs="+", default=MODELS
+    )
+    table.add_argument(
+        "--transforms",
+        type=str.lower,
+        choices=TRANSFORMS,
+        nargs="+",
+        default=["affine", "projective", "tps"],
+        help="ST-CNN's transforms (default affine projective tps)",
+    )
+    table.add_argument(
+        "--fcn-transforms",
+        type=str.lower,
+        choices=TRANSFORMS,
+        nargs="+",
+        default=["affine"],
+        help="ST-FCN's transforms (default affine)",
+    )
+    table.add_argument("--out-dir", default="out/table")
+    _add_training(table)
+
+    samples = commands.add_parser("samples", help="pictures of a data set")
+    samples.add_argument(
+        "--data", type=str.lower, choices=DATA, nargs="+", default=list(DATA)
+    )
+    samples.add_argument(
+        "--split", default="test", help="a tfds split (default test)"
+    )
+    samples.add_argument("--count", type=int, default=16)
+    samples.add_argument("--seed", type=int, default=0)
+    samples.add_argument("--out-dir", default="out/samples")
+    _add_data_dirs(samples)
+
+    show = commands.add_parser(
+        "show", help="what a trained network's transformers do to test digits"
+    )
+    source = show.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run folder (train/table output)")
+    source.add_argument("--model", help="a .keras file")
+    show.add_argument(
+        "--data",
+        type=str.lower,
+        choices=DATA,
+        default=None,
+        help="the data set (default: the run's)",
+    )
+    show.add_argument("--count", type=int, default=8)
+    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--out", default=None, help="PNG path")
+    _add_data_dirs(show)
+
+    invariance = commands.add_parser(
+        "invariance",
+        help="test accuracy as rotation / scale / translation grows",
+    )
+    invariance.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        help="run folders of networks trained on RTS (42x42)",
+    )
+    invariance.add_argument(
+        "--examples",
+        type=int,
+        default=2000,
+        help="test digits per point (default 2000)",
+    )
+    invariance.add_argument(
+        "--out", default=None, help="PNG path (a .json is written beside it)"
+    )
+    _add_data_dirs(invariance)
+    return parser
+
+
+def _quiet_backend():
+    """Hides TensorFlow's C++ start-up lines (INFO and WARNING) and, when
+    TensorFlow is imported, its Python-side warnings."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    """Runs `keras-stn`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if not args.verbose_backend:
+        _quiet_backend()
+    from keras_stn.experiments import commands
+
+    try:
+        commands.COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"keras-stn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the result files hold the finished epochs; "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
