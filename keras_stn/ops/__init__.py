@@ -3,20 +3,32 @@
 Convention: channels-last images `(B, H, W, C)`; grids `(B, H_out, W_out, 2)`
 of `(x, y)` in `[-1, 1]`; theta maps output points to input points;
 `padding_mode` and `align_corners` as in PyTorch's `grid_sample`.
+
+Every function here also takes `keras.Input` tensors, as `keras.ops` do: in a
+functional model it becomes one node of the graph (`symbolic.TensorOp`),
+saved with the model.
 """
 
+from keras_stn.ops import antialias as _antialias
+from keras_stn.ops import grids as _grids
+from keras_stn.ops import kernels as _kernels
+from keras_stn.ops import sampler as _sampler
+from keras_stn.ops import sampling as _sampling
+from keras_stn.ops import symbolic as _symbolic
+from keras_stn.ops import tps as _tps
 from keras_stn.ops import transforms
-from keras_stn.ops.antialias import supersample_grid
-from keras_stn.ops.grids import affine_grid
 from keras_stn.ops.grids import identity_grid
-from keras_stn.ops.grids import projective_grid
-from keras_stn.ops.kernels import bicubic_sample
-from keras_stn.ops.kernels import nearest_sample
-from keras_stn.ops.sampler import sample
-from keras_stn.ops.sampling import bilinear_sample
 from keras_stn.ops.tps import regular_control_points
-from keras_stn.ops.tps import tps_grid
-from keras_stn.ops.transforms import grid_for
+
+affine_grid = _symbolic.symbolic(_grids.affine_grid)
+bicubic_sample = _symbolic.symbolic(_kernels.bicubic_sample)
+bilinear_sample = _symbolic.symbolic(_sampling.bilinear_sample)
+grid_for = _symbolic.symbolic(transforms.grid_for)
+nearest_sample = _symbolic.symbolic(_kernels.nearest_sample)
+projective_grid = _symbolic.symbolic(_grids.projective_grid)
+sample = _symbolic.symbolic(_sampler.sample)
+supersample_grid = _symbolic.symbolic(_antialias.supersample_grid)
+tps_grid = _symbolic.symbolic(_tps.tps_grid)
 
 __all__ = [
     "affine_grid",
