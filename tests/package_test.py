@@ -1,0 +1,131 @@
+"""What `import keras_stn` and `keras-stn --help` load, and what the code may
+import: the promises that keep the library backend-neutral and quick."""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _loaded_after(code, backend=None):
+    """The top-level modules loaded by running `code` in a fresh process."""
+    env = dict(os.environ)
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    script = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return {name.split(".")[0] for name in run.stdout.split()}
+
+
+def test_import_loads_neither_tfds_nor_matplotlib():
+    # Keras itself may import matplotlib when it is installed: what counts
+    # is what keras_stn adds.
+    added = _loaded_after("import keras_stn") - _loaded_after("import keras")
+    assert "keras_stn" in added
+    assert "tensorflow_datasets" not in added
+    assert "matplotlib" not in added
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_never_import_tensorflow(backend):
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
+    loaded = _loaded_after(
+        "import numpy as np\n"
+        "import keras_stn\n"
+        "model = keras_stn.models.st_cnn(input_shape=(28, 28, 1))\n"
+        "model(np.zeros((2, 28, 28, 1), 'float32'))\n",
+        backend=backend,
+    )
+    assert "tensorflow" not in loaded
+
+
+def test_help_imports_no_keras(capsys):
+    loaded = _loaded_after(
+        "import keras_stn_cli\n"
+        "try:\n"
+        "    keras_stn_cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    assert "keras_stn_cli" in loaded
+    for heavy in ("keras", "tensorflow", "jax", "torch", "keras_stn"):
+        assert heavy not in loaded, heavy
+
+
+def test_python_dash_m_runs_the_command():
+    run = subprocess.run(
+        [sys.executable, "-m", "keras_stn", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "usage: keras-stn" in run.stdout
+
+
+# Imports and calls of private modules, and private Keras attributes;
+# spelled in pieces so that this file does not match itself.
+_PRIVATE = [
+    r"^\s*(from|import)\s+(tensorflow\.python|keras\.src)\b",
+    r"^\s*from\s+(tensorflow|keras)\s+import\s+(python|src)\b",
+    r"\b(tensorflow|tf)\.python\.\w+|\bkeras\.src\.[\w.]+\(",
+    r"\._flatten" + r"_layers\b",
+]
+
+
+def _python_files():
+    for top in ("keras_stn", "tests", "examples", "benchmarks"):
+        for folder, _, names in os.walk(os.path.join(ROOT, top)):
+            for name in names:
+                if name.endswith(".py"):
+                    yield os.path.join(folder, name)
+    yield os.path.join(ROOT, "keras_stn_cli.py")
+
+
+def test_no_private_api_is_used():
+    pattern = re.compile("|".join(_PRIVATE))
+    found = []
+    for path in _python_files():
+        if os.path.abspath(path) == os.path.abspath(__file__):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if pattern.search(line):
+                    found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
+
+
+def test_tensorflow_is_imported_in_one_library_module():
+    """Only `keras_stn/_tensorflow.py` (and the tfds application) import
+    TensorFlow at module level; everything else reaches it through it."""
+    allowed = {os.path.join("keras_stn", "_tensorflow.py")}
+    found = []
+    for path in _python_files():
+        relative = os.path.relpath(path, ROOT)
+        if not relative.startswith("keras_stn" + os.sep) or relative in allowed:
+            continue
+        if relative.startswith(os.path.join("keras_stn", "experiments")):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if re.match(r"\s*(import tensorflow|from tensorflow)", line):
+                    found.append(f"{relative}:{number}")
+    assert not found, found
+
+
+def test_backend_in_use_is_named():
+    assert keras.backend.backend() in ("tensorflow", "jax", "torch")
