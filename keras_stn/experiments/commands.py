@@ -5,6 +5,9 @@ imports nothing heavy, so that `keras-stn --help` and argument errors answer
 at once; this module imports Keras (and a backend) when a command runs.
 """
 
+import os
+
+
 def _training_kwargs(args):
     return {
         "epochs": args.epochs,
