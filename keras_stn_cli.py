@@ -191,18 +191,32 @@ def _parser():
     return parser
 
 
-def _quiet_backend():
-    """Hides TensorFlow's C++ start-up lines (INFO and WARNING) and, when
-    TensorFlow is imported, its Python-side warnings."""
+def _import_backend_quietly():
+    """Imports Keras (and so its backend) with the process's stderr closed.
+
+    TensorFlow writes its start-up lines (oneDNN, CUDA drivers, absl's
+    preamble) from C++ straight to file descriptor 2, before its log level
+    is read, so `TF_CPP_MIN_LOG_LEVEL` alone does not hide them. An import
+    error still surfaces: Python raises it after stderr is back.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv=None):
     """Runs `keras-stn`; returns the exit status."""
     args = _parser().parse_args(argv)
     if not args.verbose_backend:
-        _quiet_backend()
+        _import_backend_quietly()
     from keras_stn.experiments import commands
 
     try:

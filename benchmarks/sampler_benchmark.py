@@ -48,10 +48,10 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Run as a script, `benchmarks/` is on sys.path; the package sits above it.
+# Run as a script, `benchmarks/` is on sys.path; the package and the tests
+# (the autodiff twin, `tests/ops/reference.py`) sit above it.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if importlib.util.find_spec("keras_stn") is None:
-    sys.path.insert(1, _ROOT)
+sys.path.insert(1, _ROOT)
 
 import _device  # noqa: E402
 import _subsets  # noqa: E402

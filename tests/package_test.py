@@ -129,3 +129,24 @@ def test_tensorflow_is_imported_in_one_library_module():
 
 def test_backend_in_use_is_named():
     assert keras.backend.backend() in ("tensorflow", "jax", "torch")
+
+
+def test_commands_hide_the_backend_start_up_lines(tmp_path):
+    code = (
+        "import sys, keras_stn_cli\n"
+        "sys.exit(keras_stn_cli.main(['train', '--epochs', '0', "
+        f"'--out-dir', {str(tmp_path)!r}]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "keras-stn train: error: `epochs` must be a positive int. "
+        "Received: epochs=0"
+    ], run.stderr[-2000:]
