@@ -12,32 +12,7 @@ from keras import layers
 from keras_stn.layers import depthwise_grad_conv2d
 from keras_stn.layers import localization_head
 from keras_stn.layers import spatial_transformer
-
-
-def _check_shape(input_shape):
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or not all(isinstance(d, int) and d > 0 for d in input_shape)
-    ):
-        raise ValueError(
-            "`input_shape` must be three positive ints (H, W, C). Received: "
-            f"input_shape={input_shape!r}"
-        )
-    return tuple(input_shape)
-
-
-def _check_classes(num_classes):
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int)
-        or (num_classes < 1)
-    ):
-        raise ValueError(
-            "`num_classes` must be a positive int. Received: "
-            f"num_classes={num_classes!r}"
-        )
-
+from keras_stn.utils import argument_validation
 
 _CNN_FILTERS = (32, 32)
 _FCN_UNITS = (128, 128, 128)
@@ -160,7 +135,7 @@ def _with_transformer(
 
 
 def _model(input_shape, body, name, transformer=None):
-    _check_shape(input_shape)
+    argument_validation.check_input_shape(input_shape)
     inputs = keras.Input(input_shape)
     x = inputs if transformer is None else transformer(inputs)
     for layer in body:
@@ -188,7 +163,7 @@ def cnn(
     Raises:
         ValueError: a bad `input_shape` or `num_classes`.
     """
-    _check_classes(num_classes)
+    argument_validation.check_positive_int(num_classes, "num_classes")
     return _model(
         input_shape,
         _cnn_body(num_classes, classifier_activation, filters),
@@ -208,7 +183,7 @@ def fcn(
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
-    _check_classes(num_classes)
+    argument_validation.check_positive_int(num_classes, "num_classes")
     return _model(
         input_shape,
         _fcn_body(num_classes, classifier_activation, units),
@@ -244,8 +219,8 @@ def st_cnn(
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
-    _check_classes(num_classes)
-    input_shape = _check_shape(input_shape)
+    argument_validation.check_positive_int(num_classes, "num_classes")
+    input_shape = argument_validation.check_input_shape(input_shape)
     localization_head.check_transform(transform)
     localization = localization or paper_cnn_localization()
     if filters is None:
@@ -292,8 +267,8 @@ def st_fcn(
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
-    _check_classes(num_classes)
-    input_shape = _check_shape(input_shape)
+    argument_validation.check_positive_int(num_classes, "num_classes")
+    input_shape = argument_validation.check_input_shape(input_shape)
     localization_head.check_transform(transform)
     localization = localization or paper_fcn_localization()
     if units is None:
