@@ -280,3 +280,63 @@ def check_tensorflow_backend(function_name):
             "(KERAS_BACKEND=tensorflow). Received: keras.backend.backend()="
             f"{backend!r}"
         )
+
+
+# Checks for the paper's experiments and the `keras-stn` command. -------------
+
+
+def check_int_between(value, name, minimum, maximum, what=None):
+    """Returns `value` as an int in `[minimum, maximum]`, or raises.
+
+    Args:
+        value: the argument.
+        name: the argument's name, for the message.
+        minimum, maximum: ints, the valid range (both included).
+        what: optional str, what the range counts, e.g. `"MNIST's
+            training digits"`.
+    Raises:
+        ValueError: naming the range and the value received.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not minimum <= value <= maximum
+    ):
+        about = f" ({what})" if what else ""
+        raise ValueError(
+            f"`{name}` must be an int from {minimum} to {maximum}{about}. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_writable_folder(path, name):
+    """Returns `path` as a str if it is a folder this process may write in,
+    or one it may create; checks without creating anything.
+
+    Raises:
+        ValueError: `path` is not a non-empty str or path, a file is in the
+            way, or the nearest existing folder is not writable.
+    """
+    import os  # here, not at the top: this block is appended
+
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(
+            f"`{name}` must be a non-empty str or path of a folder. "
+            f"Received: {name}={path!r}"
+        )
+    path = os.fspath(path)
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"`{name}` must be a folder, or a path where one can be created. "
+            f"Received: {name}={path!r} ({existing!r} is not a folder)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`{name}` must be a folder this process may write in. "
+            f"Received: {name}={path!r} ({existing!r} is not writable)"
+        )
+    return path
