@@ -4,11 +4,11 @@ import inspect
 
 import tensorflow as tf
 
-from keras_stn.utils import argument_validation
 from keras_stn.experiments.data import _pipeline
 from keras_stn.experiments.data import clutter
 from keras_stn.experiments.data import distortions
 from keras_stn.experiments.data import mnist
+from keras_stn.utils import argument_validation
 
 _CLASSES = {
     "R": distortions.Rotation,
@@ -37,7 +37,9 @@ def make_distortion(variant, **options):
             f"Received: variant={variant!r}"
         )
     cls = _CLASSES[variant.upper()]
-    argument_validation.check_options(options, _options(cls), f"variant {variant.upper()!r}")
+    argument_validation.check_options(
+        options, _options(cls), f"variant {variant.upper()!r}"
+    )
     return cls(**options)
 
 
@@ -51,6 +53,8 @@ def distorted_mnist(
     training=None,
     drop_remainder=False,
     with_params=False,
+    epochs=None,
+    initial_epoch=0,
     **options,
 ):
     """A distorted MNIST set of the paper, batched and prefetched.
@@ -79,6 +83,14 @@ def distorted_mnist(
     reshuffled and fresh distortions are drawn every epoch; a `seed` makes
     that sequence of epochs repeatable.
 
+    Numbered epochs (`epochs`, training with a seed): the dataset holds
+    the epochs `initial_epoch .. epochs - 1` one after another, epoch `e`'s
+    order and distortions a function of `(seed, e)` alone. Training from
+    `initial_epoch=e` sees exactly the batches that epochs `e, e + 1, ...`
+    of a run from epoch 0 see: what a resumed run needs. Each epoch is
+    `ceil(N / batch_size)` batches (`floor` with `drop_remainder`); pass
+    that as `steps_per_epoch` to `fit`, with one iterator for the run.
+
     Args:
         variant: str, one of `"R"`, `"RTS"`, `"P"`, `"E"`, `"TC"`
             (case-insensitive).
@@ -97,6 +109,10 @@ def distorted_mnist(
         with_params: bool, add a third element with the parameters drawn
             (for inspection; Keras' `fit` would read it as sample weights).
             Defaults to False.
+        epochs: int or None, see Numbered epochs; None (the default): one
+            pass per iteration, reshuffled every iteration.
+        initial_epoch: int in `[0, epochs]`, the first epoch held.
+            Defaults to 0.
         **options: the variant's settings, overriding its defaults:
             R: `angle_range`; RTS: `angle_range`, `scale_range`,
             `canvas_size`; P: `scale_range`, `corner_sigma`; E:
@@ -121,21 +137,30 @@ def distorted_mnist(
     argument_validation.check_tensorflow_backend("distorted_mnist")
     distortion = make_distortion(variant, **options)
     variant = variant.upper()
-    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
+    batch_size = argument_validation.check_positive_int(
+        batch_size, "batch_size"
+    )
     seed = argument_validation.check_seed(seed)
-    drop_remainder = argument_validation.check_bool(drop_remainder, "drop_remainder")
+    drop_remainder = argument_validation.check_bool(
+        drop_remainder, "drop_remainder"
+    )
     with_params = argument_validation.check_bool(with_params, "with_params")
     training = _pipeline.resolve_training(training, str(split))
+    if epochs is not None:
+        epochs = argument_validation.check_positive_int(epochs, "epochs")
+        initial_epoch = argument_validation.check_int_between(
+            initial_epoch, "initial_epoch", 0, epochs, "the epochs held"
+        )
+        if not training or seed is None:
+            raise ValueError(
+                "`epochs` numbers training epochs, a function of the seed: "
+                "it needs training=True and an int seed. Received: "
+                f"epochs={epochs!r}, training={training!r}, seed={seed!r}"
+            )
     source = mnist.load_split(split, data_dir, manual_dir)
     images = tf.constant(source.images)
     labels = tf.constant(source.labels)
-    seeds = _pipeline.example_seeds(
-        source.start,
-        source.stop,
-        training,
-        seed,
-        f"distorted_mnist/{variant}/{source.base}",
-    )
+    tag = f"distorted_mnist/{variant}/{source.base}"
     if variant == "TC":
         pool = images
         if source.base != "train":
@@ -164,6 +189,23 @@ def distorted_mnist(
         out = _pipeline.clip_unit(warp(digits, params))
         return out, tf.gather(labels, index), {}
 
+    if epochs is not None:
+        return _pipeline.training_epochs(
+            initial_epoch,
+            epochs,
+            source.start,
+            source.stop,
+            seed,
+            tag,
+            draw,
+            render,
+            batch_size,
+            drop_remainder,
+            with_params,
+        )
+    seeds = _pipeline.example_seeds(
+        source.start, source.stop, training, seed, tag
+    )
     return _pipeline.build(
         seeds, draw, render, batch_size, drop_remainder, with_params
     )

@@ -211,6 +211,58 @@ def test_training_draws_fresh_distortions_each_epoch(mnist_dirs):
     assert not np.array_equal(by_index(unseeded[0])[1], by_index(other[0])[1])
 
 
+@pytest.mark.parametrize("variant", ["RTS", "TC"])
+def test_numbered_epochs_depend_on_the_seed_and_epoch_alone(
+    variant, mnist_dirs
+):
+    def batches(initial_epoch, seed=4):
+        dataset = distorted_mnist(
+            variant,
+            "train[:40]",
+            batch_size=16,
+            seed=seed,
+            epochs=3,
+            initial_epoch=initial_epoch,
+            with_params=True,
+            **mnist_dirs,
+        )
+        return list(dataset.as_numpy_iterator())
+
+    run = batches(0)
+    # Three epochs of 16 + 16 + 8, one after another.
+    assert [len(b[1]) for b in run] == [16, 16, 8] * 3
+    epochs = [
+        np.concatenate([b[2]["index"] for b in run[i : i + 3]])
+        for i in (0, 3, 6)
+    ]
+    for indices in epochs:
+        assert sorted(indices) == list(range(40))
+    assert not np.array_equal(epochs[0], epochs[1])
+    # From epoch 2 (as a resumed run starts), epochs 2 and 3 are the same.
+    resumed = batches(1)
+    assert len(resumed) == 6
+    for got, want in zip(resumed, run[3:]):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert batches(3) == []
+    other = batches(0, seed=5)
+    assert not np.array_equal(other[0][0], run[0][0])
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"epochs": 2}, "needs training=True and an int seed"),
+        ({"epochs": 2, "seed": 1, "training": False}, "training=False"),
+        ({"epochs": 0, "seed": 1}, "`epochs`"),
+        ({"epochs": 2, "initial_epoch": 3, "seed": 1}, "`initial_epoch`"),
+    ],
+)
+def test_bad_epochs_are_named(arguments, message, mnist_dirs):
+    with pytest.raises(ValueError, match=message):
+        distorted_mnist("R", "train[:40]", **arguments, **mnist_dirs)
+
+
 def test_drop_remainder(mnist_dirs):
     dataset = distorted_mnist(
         "R", "test[:40]", batch_size=16, drop_remainder=True, **mnist_dirs

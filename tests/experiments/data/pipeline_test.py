@@ -39,6 +39,23 @@ def test_a_training_seed_makes_the_epochs_repeatable():
     assert first[0] != first[1]
 
 
+def _epoch(seed, epoch, tag="t"):
+    dataset = _pipeline.epoch_example_seeds(5, 25, seed, tag, epoch)
+    return [(int(i), tuple(s)) for i, s in dataset.as_numpy_iterator()]
+
+
+def test_a_numbered_epoch_is_a_function_of_seed_tag_and_epoch():
+    first = _epoch(3, 0)
+    assert sorted(i for i, _ in first) == list(range(5, 25))
+    assert [i for i, _ in first] != list(range(5, 25))
+    assert len({seed for _, seed in first}) == 20
+    assert _epoch(3, 0) == first
+    for other in (_epoch(3, 1), _epoch(4, 0), _epoch(3, 0, tag="u")):
+        assert [i for i, _ in other] != [i for i, _ in first]
+        seeds = dict(other)
+        assert all(seeds[i] != seed for i, seed in first)
+
+
 @pytest.mark.parametrize(
     "split, expected",
     [
