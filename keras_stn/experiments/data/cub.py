@@ -18,11 +18,14 @@ import zlib
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_stn.utils import argument_validation
+from keras_stn.experiments.data import _downloads
 from keras_stn.experiments.data import _pipeline
+from keras_stn.utils import argument_validation
 
 MANUAL_DIR_ENV = "KERAS_STN_CUB_DIR"
 FILES = ("CUB_200_2011.tgz", "segmentations.tgz")
+# Where tfds' `caltech_birds2011` builder downloads the archives from.
+DOWNLOAD_URL = "https://data.caltech.edu/"
 NUM_CLASSES = 200
 
 
@@ -47,6 +50,15 @@ def _load(split, data_dir, manual_dir, training, seed):
             )
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         kwargs["download_and_prepare_kwargs"] = {"download_config": config}
+    else:
+        builder = tfds.builder("caltech_birds2011", data_dir=data_dir)
+        if not builder.is_prepared() and not _downloads.reachable(DOWNLOAD_URL):
+            raise FileNotFoundError(
+                "CUB-200-2011 is not prepared under data_dir="
+                f"{str(builder.data_dir_root)!r} and {DOWNLOAD_URL} is "
+                f"unreachable. Put the archives {list(FILES)} in a folder "
+                f"and pass `manual_dir=` (or set ${MANUAL_DIR_ENV}) to it."
+            )
     return tfds.load(
         "caltech_birds2011",
         split=split,
@@ -158,13 +170,21 @@ def cub_200_2011(
     Raises:
         ValueError: a malformed argument.
         FileNotFoundError: `manual_dir` lacks an archive and the data is
-            not prepared.
+            not prepared, or, without `manual_dir`, the data is not prepared
+            and the download site is unreachable (at once, instead of tfds'
+            minutes of retries).
     """
-    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
-    image_size = argument_validation.check_positive_int(image_size, "image_size")
+    batch_size = argument_validation.check_positive_int(
+        batch_size, "batch_size"
+    )
+    image_size = argument_validation.check_positive_int(
+        image_size, "image_size"
+    )
     if resize_size is None:
         resize_size = int(round(image_size * 8 / 7))
-    resize_size = argument_validation.check_positive_int(resize_size, "resize_size")
+    resize_size = argument_validation.check_positive_int(
+        resize_size, "resize_size"
+    )
     if resize_size < image_size:
         raise ValueError(
             "`resize_size` must be >= `image_size` to crop from it. "
@@ -176,9 +196,13 @@ def cub_200_2011(
     if training is None:
         training = split.startswith("train")
     training = argument_validation.check_bool(training, "training")
-    drop_remainder = argument_validation.check_bool(drop_remainder, "drop_remainder")
+    drop_remainder = argument_validation.check_bool(
+        drop_remainder, "drop_remainder"
+    )
     with_params = argument_validation.check_bool(with_params, "with_params")
-    shuffle_buffer = argument_validation.check_positive_int(shuffle_buffer, "shuffle_buffer")
+    shuffle_buffer = argument_validation.check_positive_int(
+        shuffle_buffer, "shuffle_buffer"
+    )
 
     examples = _load(split, data_dir, manual_dir, training, seed)
     examples = examples.map(lambda ex: (ex["image"], ex["label"]))

@@ -18,11 +18,12 @@ Splits: `"train"` (60000), `"test"` (10000), any single-split tfds slice
 
 import functools
 import os
-import urllib.request
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from keras_stn.experiments.data import _downloads
 
 MANUAL_DIR_ENV = "KERAS_STN_MNIST_DIR"
 FILES = (
@@ -31,6 +32,21 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+# The original files' sha256, as tfds registers them for its `mnist` builder.
+SHA256 = {
+    "train-images-idx3-ubyte.gz": (
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+    ),
+}
 # Where tfds' `mnist` builder downloads the files from.
 DOWNLOAD_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 IMAGE_SIZE = 28
@@ -63,16 +79,6 @@ def _files_missing(directory):
     ]
 
 
-def _reachable(url, timeout=5.0):
-    """Whether an HTTP HEAD request to `url` gets an answer."""
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):
-            return True
-    except OSError:  # URLError, timeouts, refused connections
-        return False
-
-
 def prepared_builder(data_dir=None, manual_dir=None):
     """Returns the tfds `mnist` builder, prepared under `data_dir`.
 
@@ -88,6 +94,8 @@ def prepared_builder(data_dir=None, manual_dir=None):
         FileNotFoundError: `manual_dir` lacks a file, or the data is neither
             prepared nor in a manual dir and the download site is
             unreachable; the message lists the expected paths.
+        ValueError: a file of the manual dir is not the original (its
+            sha256 differs); the message names it.
     """
     builder = tfds.builder("mnist", data_dir=data_dir)
     if builder.is_prepared():
@@ -103,12 +111,14 @@ def prepared_builder(data_dir=None, manual_dir=None):
                 f"{MANUAL_DIR_ENV}) must hold the four original files; "
                 f"missing: {missing}. Received: manual_dir={manual_dir!r}"
             )
+        _downloads.check_files(manual_dir, SHA256, "manual_dir")
     else:
         root = str(builder.data_dir_root)
         default_manual = os.path.join(root, "downloads", "manual")
         if not _files_missing(default_manual):
             manual_dir = default_manual
-        elif not _reachable(DOWNLOAD_URL + FILES[1]):
+            _downloads.check_files(manual_dir, SHA256, "manual_dir")
+        elif not _downloads.reachable(DOWNLOAD_URL + FILES[1]):
             raise FileNotFoundError(
                 "MNIST is not prepared under data_dir="
                 f"{root!r} and {DOWNLOAD_URL} is unreachable. Put the four "

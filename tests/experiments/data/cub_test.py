@@ -3,10 +3,19 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from keras_stn.experiments.data import _downloads
 from keras_stn.experiments.data import cub
 from tests.experiments.data import helpers
 
 pytestmark = pytest.mark.large
+
+
+@pytest.fixture(autouse=True)
+def _download_site_up(request, monkeypatch):
+    """`tfds.testing.mock_data` stands in for the download; without this
+    the offline check would look for the real site first."""
+    if "offline" not in request.node.name:
+        monkeypatch.setattr(_downloads, "reachable", lambda url: True)
 
 
 def _coordinate_images(count, height=256, width=300):
@@ -128,3 +137,21 @@ def test_missing_archives_name_their_paths(tmp_path):
         cub.cub_200_2011(
             data_dir=str(tmp_path / "data"), manual_dir=str(tmp_path)
         )
+
+
+def test_offline_without_archives_fails_at_once_saying_where(
+    tmp_path, monkeypatch
+):
+    # Port 9 (discard) on localhost refuses at once: an unreachable site.
+    monkeypatch.setattr(cub, "DOWNLOAD_URL", "http://127.0.0.1:9/")
+    monkeypatch.delenv(cub.MANUAL_DIR_ENV, raising=False)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("tfds.load was asked to download CUB")
+
+    monkeypatch.setattr(tfds, "load", no_download)
+    with pytest.raises(FileNotFoundError) as error:
+        cub.cub_200_2011(data_dir=str(tmp_path / "data"))
+    assert "http://127.0.0.1:9/" in str(error.value)
+    assert "manual_dir" in str(error.value)
+    assert "CUB_200_2011.tgz" in str(error.value)

@@ -66,3 +66,14 @@ def test_offline_without_files_fails_fast_saying_where(tmp_path, monkeypatch):
     expected = os.path.join(str(data_dir), "downloads", "manual")
     assert re.search(re.escape(expected), str(error.value))
     assert "manual_dir" in str(error.value)
+
+
+def test_a_corrupt_manual_file_is_named(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in mnist.FILES:
+        (manual / name).write_bytes(b"not the original")
+    with pytest.raises(ValueError, match="corrupt") as error:
+        mnist.prepared_builder(str(tmp_path / "data"), str(manual))
+    assert str(manual / mnist.FILES[0]) in str(error.value)
+    assert mnist.SHA256[mnist.FILES[0]] in str(error.value)
