@@ -43,7 +43,9 @@ class Clutter:
     def __init__(
         self, canvas_size=60, num_patches=6, patch_size=6, clear_centre=8
     ):
-        self.canvas_size = argument_validation.check_positive_int(canvas_size, "canvas_size")
+        self.canvas_size = argument_validation.check_positive_int(
+            canvas_size, "canvas_size"
+        )
         if self.canvas_size < DIGIT_SIZE:
             raise ValueError(
                 f"`canvas_size` must be >= {DIGIT_SIZE}. Received: "
@@ -52,7 +54,9 @@ class Clutter:
         self.num_patches = argument_validation.check_non_negative_int(
             num_patches, "num_patches"
         )
-        self.patch_size = argument_validation.check_positive_int(patch_size, "patch_size")
+        self.patch_size = argument_validation.check_positive_int(
+            patch_size, "patch_size"
+        )
         if self.patch_size > DIGIT_SIZE:
             raise ValueError(
                 f"`patch_size` must be <= {DIGIT_SIZE}. Received: "

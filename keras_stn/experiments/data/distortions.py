@@ -106,7 +106,9 @@ class Rotation(Distortion):
     """
 
     def __init__(self, angle_range=(-90.0, 90.0)):
-        self.angle_range = argument_validation.check_range(angle_range, "angle_range")
+        self.angle_range = argument_validation.check_range(
+            angle_range, "angle_range"
+        )
 
     def draw(self, seed):
         return {"angle": _uniform(seed, *self.angle_range)}
@@ -144,11 +146,15 @@ class RotationScaleTranslation(Distortion):
     def __init__(
         self, angle_range=(-45.0, 45.0), scale_range=(0.7, 1.2), canvas_size=42
     ):
-        self.angle_range = argument_validation.check_range(angle_range, "angle_range")
+        self.angle_range = argument_validation.check_range(
+            angle_range, "angle_range"
+        )
         self.scale_range = argument_validation.check_range(
             scale_range, "scale_range", positive=True
         )
-        self.output_size = argument_validation.check_positive_int(canvas_size, "canvas_size")
+        self.output_size = argument_validation.check_positive_int(
+            canvas_size, "canvas_size"
+        )
         if self.output_size < self.input_size * self.scale_range[1]:
             raise ValueError(
                 "`canvas_size` must hold the largest scaled digit, "
