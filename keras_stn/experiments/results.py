@@ -45,11 +45,29 @@ def write_json(path, record):
 
 
 def read_json(path):
-    """The record at `path`, or None when there is no file."""
+    """The record at `path`, or None when there is no file.
+
+    Raises:
+        ValueError: the file is not a JSON object (damaged, or not a result
+            file); the message names it.
+    """
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            record = json.load(file)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is damaged: it must be a result file (a JSON object) "
+            f"but does not parse ({error}). Move it away, or start the run "
+            "afresh with --overwrite."
+        ) from error
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object (a run's record). Received: "
+            f"a {type(record).__name__}"
+        )
+    return record
 
 
 def paper_error(model, transform, data):

@@ -10,9 +10,22 @@ and writes, in its run folder `<out_dir>/<data>-<model>[-<transform>]/`:
 - `pictures/`: for spatial transformer networks, what the transformer does
   to fixed test digits at the start and after each epoch, and a GIF of it
   (`keras_stn.callbacks.TransformerSnapshots`, needs matplotlib);
-- `backup/`: the last finished epoch's weights and optimizer state while the
-  run is unfinished (`keras.callbacks.BackupAndRestore`), from which
-  `resume=True` continues.
+- `backup/epoch-<N>.weights.h5`: the last finished epoch's weights and
+  optimizer state while the run is unfinished, from which `resume=True`
+  continues.
+
+Every file is written atomically (a temporary file, then a rename), in an
+order that leaves a resumable run whenever the process is killed: at the end
+of epoch N the backup of epoch N, then the results naming N finished
+epochs, then the older backup is removed; at the end `model.keras`, then
+the results marked complete, then the backup is removed. `results.json`
+lists only epochs whose backup is in place. Epoch N's training batches are a
+function of (seed, N) alone and `seed` also seeds the weights, so a run
+resumed any number of times ends exactly where an uninterrupted one does.
+
+A run folder is locked while a run uses it (`run_folder.RunLock`); a folder
+that holds a run is continued with `resume=True`, replaced with
+`overwrite=True`, and otherwise left alone with an error.
 
 The test set doubles as the per-epoch validation data so that the curve of
 test error is in the results; nothing is selected on it: the reported error
@@ -23,19 +36,25 @@ import math
 import os
 import shutil
 import time
+import uuid
 
 import keras
 
 from keras_stn import models
 from keras_stn.experiments import results
-from keras_stn.utils import argument_validation
+from keras_stn.experiments import run_folder
 from keras_stn.ops import transforms
+from keras_stn.utils import argument_validation
 
 # name -> (distorted_mnist variant, input side)
 DATASETS = {"r": ("R", 28), "rts": ("RTS", 42), "p": ("P", 28)}
 DATASETS.update({"e": ("E", 28), "tc": ("TC", 60)})
 MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
 OPTIMIZERS = ("adam", "sgd")
+MNIST_TRAIN_EXAMPLES = 60000
+# `keras.utils.set_random_seed` seeds NumPy, which takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+BACKUP_DIR = "backup"
 _BUILDERS = {
     "cnn": models.cnn,
     "st-cnn": models.st_cnn,
@@ -108,9 +127,24 @@ def make_datasets(
     seed=0,
     data_dir=None,
     manual_dir=None,
+    epochs=None,
+    initial_epoch=0,
 ):
     """The training and test `tf.data.Dataset`s of a data set.
 
+    Args:
+        data: one of `DATASETS`.
+        batch_size: int, the training batch size.
+        train_examples: int in `[1, 60000]` or None (all), the first N
+            training digits.
+        seed: int, the training order's and distortions' seed.
+        data_dir, manual_dir: where MNIST is.
+        epochs: int or None. With an int, the training dataset holds the
+            epochs `initial_epoch .. epochs - 1` one after another, each a
+            function of `(seed, epoch)` (`distorted_mnist`'s numbered
+            epochs): give `fit` `steps_per_epoch=ceil(num_train /
+            batch_size)`. None: one pass, reshuffled per iteration.
+        initial_epoch: int, the first epoch held.
     Returns:
         `(train, test, num_train)`: batches of `(B, S, S, 1)` float32 images
         and `(B,)` int64 labels; `num_train` examples per epoch.
@@ -118,13 +152,31 @@ def make_datasets(
     from keras_stn.experiments.data import distorted
 
     variant = DATASETS[_choice(data, tuple(DATASETS), "data")][0]
+    if train_examples is not None:
+        train_examples = _check_train_examples(train_examples)
     split = "train" if train_examples is None else f"train[:{train_examples}]"
     common = {"data_dir": data_dir, "manual_dir": manual_dir}
     train = distorted.distorted_mnist(
-        variant, split, batch_size, seed=seed, **common
+        variant,
+        split,
+        batch_size,
+        seed=seed,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        **common,
     )
     test = distorted.distorted_mnist(variant, "test", 256, **common)
-    return train, test, train_examples or 60000
+    return train, test, train_examples or MNIST_TRAIN_EXAMPLES
+
+
+def _check_train_examples(value):
+    return argument_validation.check_int_between(
+        value,
+        "train_examples",
+        1,
+        MNIST_TRAIN_EXAMPLES,
+        "the first N of MNIST's training digits",
+    )
 
 
 def learning_rate_schedule(optimizer, learning_rate, total_steps):
@@ -156,8 +208,44 @@ def make_optimizer(name, learning_rate, total_steps):
     return keras.optimizers.Adam(schedule)
 
 
-class _ResultsWriter(keras.callbacks.Callback):
-    """Rewrites `results.json` / `results.md` after every epoch."""
+def _backup_path(directory, epoch):
+    return os.path.join(directory, BACKUP_DIR, f"epoch-{epoch:04d}.weights.h5")
+
+
+def _save_atomically(path, save, suffix):
+    """`save(temporary)` on a file beside `path` whose name ends in `suffix`
+    (Keras reads the format from it), then renames it onto `path`."""
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(
+        directory, f".{name}.{uuid.uuid4().hex}.tmp{suffix}"
+    )
+    try:
+        save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return path
+
+
+def _remove_backups(directory, keep=None):
+    """Removes the backup files but `keep` (a path), and the folder when
+    nothing is kept."""
+    backup = os.path.join(directory, BACKUP_DIR)
+    if keep is None:
+        shutil.rmtree(backup, ignore_errors=True)
+        return
+    for name in os.listdir(backup):
+        path = os.path.join(backup, name)
+        if path != keep:
+            os.remove(path)
+
+
+class _RunRecorder(keras.callbacks.Callback):
+    """Writes a run's backup and results after every epoch, in the order
+    that keeps them resumable (see the module's docstring)."""
 
     def __init__(self, directory, record):
         super().__init__()
@@ -170,6 +258,8 @@ class _ResultsWriter(keras.callbacks.Callback):
         self.write()
 
     def on_epoch_end(self, epoch, logs=None):
+        backup = _backup_path(self.directory, epoch + 1)
+        _save_atomically(backup, self.model.save_weights, ".weights.h5")
         logs = {k: float(v) for k, v in (logs or {}).items()}
         epochs = [e for e in self.record["epochs"] if e["epoch"] <= epoch]
         epochs.append(
@@ -185,15 +275,146 @@ class _ResultsWriter(keras.callbacks.Callback):
         self.record["test_error"] = epochs[-1]["test_error"]
         self.record["seconds"] = time.perf_counter() - self._start
         self.write()
+        _remove_backups(self.directory, keep=backup)
 
     def write(self):
-        results.write_json(
-            os.path.join(self.directory, results.RESULTS_FILE), self.record
+        write_record(self.directory, self.record)
+
+
+def write_record(directory, record):
+    """Writes `results.json` and `results.md` of a run, atomically."""
+    results.write_json(os.path.join(directory, results.RESULTS_FILE), record)
+    results.write_text(
+        os.path.join(directory, "results.md"), results.markdown_table([record])
+    )
+
+
+def _restore(network, directory, record):
+    """Loads the backup of the record's last finished epoch into the
+    compiled `network` (weights and optimizer state), removes any other
+    backup, and returns the number of finished epochs."""
+    finished = [e.get("epoch") for e in record["epochs"]]
+    path = os.path.join(directory, results.RESULTS_FILE)
+    if finished != list(range(1, len(finished) + 1)):
+        raise ValueError(
+            f"{path} is damaged: its epochs must be numbered 1, 2, ... "
+            f"Received: epochs {finished}. Start the run afresh with "
+            "--overwrite."
         )
-        results.write_text(
-            os.path.join(self.directory, "results.md"),
-            results.markdown_table([self.record]),
+    if not finished:
+        _remove_backups(directory)
+        return 0
+    backup = _backup_path(directory, len(finished))
+    if not os.path.exists(backup):
+        raise FileNotFoundError(
+            f"{path} lists {len(finished)} finished epochs, but their backup "
+            f"{backup} is missing: the run cannot be resumed. Start it "
+            "afresh with --overwrite."
         )
+    network.optimizer.build(network.trainable_variables)
+    network.load_weights(backup)
+    _remove_backups(directory, keep=backup)
+    return len(finished)
+
+
+_RUN_KEYS = ("data", "model", "transform")
+_SCHEDULE_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "train_examples",
+    "seed",
+)
+
+
+def run_settings(
+    data="rts",
+    model="st-cnn",
+    transform="affine",
+    epochs=3,
+    batch_size=128,
+    optimizer="adam",
+    learning_rate=None,
+    train_examples=None,
+    seed=0,
+):
+    """A run's settings, checked and with the defaults filled in, as its
+    `results.json` records them (see `train_run` for the arguments).
+
+    Returns:
+        dict with `data`, `model`, `transform` (None for plain networks),
+        `epochs`, `batch_size`, `optimizer`, `learning_rate`,
+        `train_examples` (60000 for None) and `seed`.
+    Raises:
+        ValueError: naming the first bad argument.
+    """
+    model = _choice(model, MODELS, "model")
+    optimizer = _choice(optimizer, OPTIMIZERS, "optimizer")
+    if learning_rate is None:
+        learning_rate = 1e-3 if optimizer == "adam" else 0.01
+    return {
+        "data": _choice(data, tuple(DATASETS), "data"),
+        "model": model,
+        "transform": check_transform(model, transform),
+        "epochs": argument_validation.check_positive_int(epochs, "epochs"),
+        "batch_size": argument_validation.check_positive_int(
+            batch_size, "batch_size"
+        ),
+        "optimizer": optimizer,
+        "learning_rate": _positive_float(learning_rate, "learning_rate"),
+        "train_examples": MNIST_TRAIN_EXAMPLES
+        if train_examples is None
+        else _check_train_examples(train_examples),
+        "seed": argument_validation.check_int_between(
+            seed, "seed", 0, MAX_SEED
+        ),
+    }
+
+
+class RunExistsError(FileExistsError):
+    """The run folder holds a run, and neither `resume` nor `overwrite`
+    was asked for."""
+
+
+def check_run_folder(directory, settings, resume=False, overwrite=False):
+    """What may be done with a run folder, read-only.
+
+    Args:
+        directory: str, the run folder.
+        settings: dict of the run's settings (`run_settings`).
+        resume: bool, continue a run there.
+        overwrite: bool, replace a run there.
+    Returns:
+        The run's record to resume from, or None to start afresh.
+    Raises:
+        RunExistsError: the folder holds a run, without `resume` or
+            `overwrite`.
+        ValueError: with `resume`, the run's settings differ (the message
+            names them) or its `results.json` is damaged.
+    """
+    if overwrite:
+        return None
+    record = run_folder.existing_run(directory)
+    if record is None:
+        return None
+    path = os.path.join(directory, results.RESULTS_FILE)
+    if not resume:
+        finished = record.get("status") == "complete"
+        raise RunExistsError(
+            f"{directory} holds {run_folder.describe(record)}; "
+            "nothing was changed. Pass --resume (`resume=True`) to "
+            + ("keep it" if finished else "continue it")
+            + ", --overwrite (`overwrite=True`) to delete it and train "
+            "afresh, or choose another --out-dir."
+        )
+    if not record:
+        raise FileNotFoundError(
+            f"{directory} holds a model.keras but no {results.RESULTS_FILE}: "
+            "there is no run to resume. Start it afresh with --overwrite."
+        )
+    run_folder.check_settings(record, settings, path)
+    return record
 
 
 def _snapshots(model, test, directory, verbose):
@@ -228,6 +449,7 @@ def train_run(
     learning_rate=None,
     out_dir="out/runs",
     resume=False,
+    overwrite=False,
     train_examples=None,
     seed=0,
     data_dir=None,
@@ -237,6 +459,9 @@ def train_run(
     verbose=1,
 ):
     """Trains one network on one distorted MNIST set, writing result files.
+
+    Everything is checked (arguments, `out_dir`, the run folder, MNIST)
+    before anything is written; the run folder is locked while training.
 
     Args:
         data: one of `DATASETS` (`"r"`, `"rts"`, `"p"`, `"e"`, `"tc"`).
@@ -250,11 +475,19 @@ def train_run(
         learning_rate: float; defaults to 1e-3 (Adam) or 0.01 (SGD).
         out_dir: str, the parent of the run folder.
         resume: bool, continue an unfinished run from its last finished
-            epoch (a finished run is returned as it is). Without it an
-            existing run folder is started afresh.
-        train_examples: int or None, train on the first N training digits.
-        seed: int, the training order's and distortions' seed.
-        data_dir, manual_dir: where MNIST is (see `keras_stn.experiments.data.mnist`).
+            epoch, with the same settings (a finished run is returned as it
+            is).
+        overwrite: bool, delete a run already in the run folder and train
+            afresh. Without `resume` or `overwrite`, a run folder holding a
+            run is an error and is left as it is.
+        train_examples: int in `[1, 60000]` or None (all), train on the
+            first N training digits.
+        seed: int in `[0, 2**32 - 1]`, seeds the weights (through
+            `keras.utils.set_random_seed`, which seeds this process'
+            Python, NumPy and backend generators), the training order and
+            the distortions. Defaults to 0.
+        data_dir, manual_dir: where MNIST is (see
+            `keras_stn.experiments.data.mnist`).
         pictures: bool, save what the transformer does (ST networks).
         callbacks: more Keras callbacks for `fit`, run after the package's.
         verbose: 0, 1 (progress bar) or 2 (a line per epoch).
@@ -262,94 +495,144 @@ def train_run(
         dict: the run's record (also in `results.json`); `test_error` is a
         fraction.
     Raises:
-        ValueError: an unknown data set, model, transform or optimizer, or a
-            bad number, naming the valid choices.
+        ValueError: an unknown data set, model, transform or optimizer, a
+            bad number, an `out_dir` that is not a writable folder, a
+            damaged `results.json`, or (with `resume`) settings that differ
+            from the run's, naming what is wrong.
+        RunExistsError: the run folder holds a run, without `resume` or
+            `overwrite`.
+        run_folder.RunInUseError: another process is training in the run
+            folder.
         FileNotFoundError: MNIST is not where it was looked for (the message
-            gives the paths).
+            gives the paths), or a resumed run's backup is missing.
     """
-    data = _choice(data, tuple(DATASETS), "data")
-    model_name = _choice(model, MODELS, "model")
-    transform = check_transform(model_name, transform)
-    optimizer = _choice(optimizer, OPTIMIZERS, "optimizer")
-    epochs = argument_validation.check_positive_int(epochs, "epochs")
-    batch_size = argument_validation.check_positive_int(batch_size, "batch_size")
+    settings = run_settings(
+        data,
+        model,
+        transform,
+        epochs,
+        batch_size,
+        optimizer,
+        learning_rate,
+        train_examples,
+        seed,
+    )
+    data, model_name, transform = (settings[k] for k in _RUN_KEYS)
+    epochs, batch_size, optimizer, learning_rate, num_train, seed = (
+        settings[k] for k in _SCHEDULE_KEYS
+    )
     if train_examples is not None:
-        train_examples = argument_validation.check_positive_int(
-            train_examples, "train_examples"
+        train_examples = num_train
+    resume = argument_validation.check_bool(resume, "resume")
+    overwrite = argument_validation.check_bool(overwrite, "overwrite")
+    if resume and overwrite:
+        raise ValueError(
+            "`resume` continues the run in the folder and `overwrite` "
+            "deletes it: pass at most one. Received: resume=True, "
+            "overwrite=True"
         )
-    if learning_rate is None:
-        learning_rate = 1e-3 if optimizer == "adam" else 0.01
-    learning_rate = _positive_float(learning_rate, "learning_rate")
-
-    directory = os.path.join(out_dir, run_name(data, model_name, transform))
-    backup = os.path.join(directory, "backup")
-    path = os.path.join(directory, results.RESULTS_FILE)
-    previous = results.read_json(path) if resume else None
+    out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
+    name = run_name(data, model_name, transform)
+    directory = os.path.join(out_dir, name)
+    previous = check_run_folder(directory, settings, resume, overwrite)
     if previous is not None and previous.get("status") == "complete":
         if verbose:
             print(f"{directory}: already complete, skipped")
         return previous
-    if previous is None and os.path.exists(directory):
-        shutil.rmtree(directory)
 
-    train, test, num_train = make_datasets(
+    # The data (this checks MNIST) and the network, before any file is
+    # written; `seed` makes the initial weights repeatable.
+    train, test, _ = make_datasets(
         data, batch_size, train_examples, seed, data_dir, manual_dir
     )
-    steps = math.ceil(num_train / batch_size)
+    del train  # built to check the split; rebuilt for the epochs to come
+    keras.utils.set_random_seed(seed)
     network = build_model(model_name, data, transform or "affine")
+    steps = math.ceil(num_train / batch_size)
     network.compile(
         optimizer=make_optimizer(optimizer, learning_rate, steps * epochs),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    record = previous or {"epochs": [], "seconds": 0.0}
-    record.update(
-        {
-            "data": data,
-            "model": model_name,
-            "transform": transform,
-            "params": int(network.count_params()),
-            "schedule": {
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "optimizer": optimizer,
-                "learning_rate": learning_rate,
-                "train_examples": num_train,
-                "seed": seed,
-            },
-            "paper_error": results.paper_error(model_name, transform, data),
-            "status": "running",
-        }
-    )
-    record.setdefault("test_error", None)
-    writer = _ResultsWriter(directory, record)
-    callback_list = [keras.callbacks.BackupAndRestore(backup), writer]
-    if pictures and transform is not None:
-        snapshots = _snapshots(network, test, directory, verbose)
-        if snapshots is not None:
-            callback_list.append(snapshots)
-    callback_list += list(callbacks or [])
-    if verbose:
-        print(
-            f"{run_name(data, model_name, transform)}: "
-            f"{record['params']:,} parameters, {epochs} epoch"
-            f"{'s' if epochs != 1 else ''} of "
-            f"{num_train} examples, {optimizer} lr {learning_rate:g}"
+    with run_folder.RunLock(directory):
+        # Again under the lock: another process may have changed the folder.
+        previous = check_run_folder(directory, settings, resume, overwrite)
+        if previous is not None and previous.get("status") == "complete":
+            if verbose:
+                print(f"{directory}: already complete, skipped")
+            _remove_backups(directory)
+            return previous
+        if overwrite:
+            run_folder.clear(directory)
+        run_folder.remove_temporaries(directory)
+        record = previous or {"epochs": [], "seconds": 0.0}
+        record.update(
+            {
+                "data": data,
+                "model": model_name,
+                "transform": transform,
+                "params": int(network.count_params()),
+                "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
+                "paper_error": results.paper_error(model_name, transform, data),
+                "status": "running",
+            }
         )
-    network.fit(
-        train,
-        epochs=epochs,
-        validation_data=test,
-        callbacks=callback_list,
-        shuffle=False,  # the pipeline shuffles
-        verbose=verbose,
-    )
-    network.save(os.path.join(directory, "model.keras"))
-    record["status"] = "complete"
-    writer.write()
+        record.setdefault("test_error", None)
+        initial_epoch = _restore(network, directory, record)
+        train, _, _ = make_datasets(
+            data,
+            batch_size,
+            train_examples,
+            seed,
+            data_dir,
+            manual_dir,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+        )
+        # Pictures before the recorder: results name only epochs whose
+        # files are all in place.
+        callback_list = []
+        if pictures and transform is not None:
+            snapshots = _snapshots(network, test, directory, verbose)
+            if snapshots is not None:
+                callback_list.append(snapshots)
+        recorder = _RunRecorder(directory, record)
+        callback_list += [recorder, *(callbacks or [])]
+        if verbose:
+            print(
+                f"{name}: {record['params']:,} parameters, {epochs} epoch"
+                f"{'s' if epochs != 1 else ''} of {num_train} examples, "
+                f"{optimizer} lr {learning_rate:g}"
+                + (
+                    f", resumed after epoch {initial_epoch}"
+                    if initial_epoch
+                    else ""
+                )
+            )
+        if initial_epoch < epochs:
+            network.fit(
+                train,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                validation_data=test,
+                callbacks=callback_list,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+        # Killed after this, the run resumes from the last epoch's backup
+        # and writes these again.
+        _save_atomically(
+            os.path.join(directory, run_folder.MODEL_FILE),
+            network.save,
+            ".keras",
+        )
+        record["status"] = "complete"
+        recorder.write()
+        _remove_backups(directory)
     if verbose:
         print(
-            f"{run_name(data, model_name, transform)}: test error "
-            f"{100 * record['test_error']:.2f}% ({directory})"
+            f"{name}: test error {100 * record['test_error']:.2f}% "
+            f"({directory})"
         )
     return record
