@@ -15,9 +15,9 @@ What each command does is `keras_stn.experiments.commands`.
 """
 
 import argparse
+import math
 import os
 import sys
-
 
 # Spelled out, not read from the registries, so that `--help` and argument
 # errors come without importing Keras; tests/experiments/cli_test.py checks
@@ -36,31 +36,95 @@ TRANSFORMS = (
 )
 
 
+# Valid ranges, checked while parsing so that a wrong number is named at
+# once; `keras_stn.experiments` checks the same for its Python callers.
+MNIST_TRAIN_EXAMPLES = 60000
+MNIST_TEST_EXAMPLES = 10000
+MAX_PICTURE_EXAMPLES = 64  # digits in one picture
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+
+
+def _int_between(minimum, maximum=None, what=None):
+    """An argparse `type`: an int in `[minimum, maximum]`."""
+    if maximum is None:
+        form = f"an int >= {minimum}"
+    else:
+        form = f"an int from {minimum} to {maximum}"
+    if what:
+        form += f" ({what})"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(
+                f"must be {form}. Received: {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_float(text):
+    """An argparse `type`: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number > 0. Received: {text!r}"
+        )
+    return value
+
+
 def _add_training(parser):
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=3, help="default 3")
-    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument(
+        "--epochs", type=_int_between(1), default=3, help="default 3"
+    )
+    group.add_argument("--batch-size", type=_int_between(1), default=128)
     group.add_argument(
         "--optimizer", type=str.lower, choices=("adam", "sgd"), default="adam"
     )
     group.add_argument(
         "--learning-rate",
-        type=float,
+        type=_positive_float,
         default=None,
         help="default 1e-3 (adam, cosine decay) or 0.01 (sgd)",
     )
     group.add_argument(
         "--train-examples",
-        type=int,
+        type=_int_between(1, MNIST_TRAIN_EXAMPLES, "MNIST's training digits"),
         default=None,
-        help="train on the first N of the 60000 training digits",
+        help=f"train on the first N of the {MNIST_TRAIN_EXAMPLES} training "
+        "digits",
     )
-    group.add_argument("--seed", type=int, default=0)
     group.add_argument(
+        "--seed",
+        type=_int_between(0, MAX_SEED),
+        default=0,
+        help="seeds the weights, the training order and the distortions "
+        "(default 0)",
+    )
+    existing = group.add_mutually_exclusive_group()
+    existing.add_argument(
         "--resume",
         action="store_true",
-        help="continue unfinished runs from their last finished epoch and "
-        "skip finished ones",
+        help="continue unfinished runs from their last finished epoch (with "
+        "the same settings) and skip finished ones",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete runs already in the output folder and train afresh "
+        "(without --resume or --overwrite, an existing run is an error)",
     )
     group.add_argument(
         "--no-pictures",
@@ -145,7 +209,12 @@ def _parser():
     samples.add_argument(
         "--split", default="test", help="a tfds split (default test)"
     )
-    samples.add_argument("--count", type=int, default=16)
+    samples.add_argument(
+        "--count",
+        type=_int_between(1, MAX_PICTURE_EXAMPLES),
+        default=16,
+        help="digits per data set (default 16)",
+    )
     samples.add_argument("--seed", type=int, default=0)
     samples.add_argument("--out-dir", default="out/samples")
     _add_data_dirs(samples)
@@ -163,7 +232,12 @@ def _parser():
         default=None,
         help="the data set (default: the run's)",
     )
-    show.add_argument("--count", type=int, default=8)
+    show.add_argument(
+        "--count",
+        type=_int_between(1, MAX_PICTURE_EXAMPLES),
+        default=8,
+        help="test digits in the picture (default 8)",
+    )
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--out", default=None, help="PNG path")
     _add_data_dirs(show)
@@ -180,7 +254,7 @@ def _parser():
     )
     invariance.add_argument(
         "--examples",
-        type=int,
+        type=_int_between(1, MNIST_TEST_EXAMPLES, "MNIST's test digits"),
         default=2000,
         help="test digits per point (default 2000)",
     )
@@ -221,7 +295,7 @@ def main(argv=None):
 
     try:
         commands.COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except commands.USER_ERRORS as error:
         print(f"keras-stn {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
