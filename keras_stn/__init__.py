@@ -4,6 +4,7 @@ Jaderberg et al., "Spatial Transformer Networks", 2015,
 https://arxiv.org/abs/1506.02025
 
 The library: `ops` (transforms, grids, samplers), `layers`, `initializers`,
+`optimizers` (per-variable learning-rate multipliers),
 `models` (the paper's networks, backbone wrappers), `config`, and, imported
 on their own, `callbacks` and `viz` (pictures; matplotlib). It runs on every
 Keras 3 backend; TensorFlow is imported only on the TensorFlow backend. The
@@ -16,6 +17,7 @@ from keras_stn import initializers
 from keras_stn import layers
 from keras_stn import models
 from keras_stn import ops
+from keras_stn import optimizers
 from keras_stn.initializers import TransformIdentity
 from keras_stn.layers import BilinearSampler
 from keras_stn.layers import DepthwiseGradConv2D
@@ -42,6 +44,7 @@ __all__ = [
     "layers",
     "models",
     "ops",
+    "optimizers",
     "transforms",
     "__version__",
 ]
