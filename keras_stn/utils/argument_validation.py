@@ -282,6 +282,212 @@ def check_tensorflow_backend(function_name):
         )
 
 
+# Checks for the layers, `viz` and `callbacks`. --------------------------------
+# (Imports inside the functions: this block is appended to the module.)
+
+
+def check_transform(transform, name="transform"):
+    """Returns `transform` if it names a registered family, else raises.
+
+    A layer keeps the family's name (a str serializes), not the object.
+
+    Raises:
+        ValueError: if `transform` is not a str, or names no registered
+            family (the message lists them).
+    """
+    # Imported here: keras_stn.ops.transforms imports this module.
+    from keras_stn.ops import transforms
+
+    if not isinstance(transform, str):
+        raise ValueError(
+            f"`{name}` must be a registered family name (str); register a "
+            "custom Transform with keras_stn.ops.transforms.register. "
+            f"Received: {name}={transform!r}"
+        )
+    transforms.get(transform)
+    return transform
+
+
+def check_antialias(antialias, name="antialias"):
+    """Returns `antialias` if it is a bool or an int >= 0, else raises.
+
+    `True` picks the supersampling factor from the sizes, an int is the
+    factor (0 and 1 mean none); see `keras_stn.ops.sampler.sample`.
+    """
+    if not isinstance(antialias, bool) and (
+        not isinstance(antialias, numbers.Integral) or antialias < 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a bool or a non-negative int (the "
+            f"supersampling factor). Received: {name}={antialias!r}"
+        )
+    return antialias if isinstance(antialias, bool) else int(antialias)
+
+
+def check_optional_layer(value, name, purpose=""):
+    """Returns `value` if it is None or a `keras.layers.Layer`, else raises.
+
+    Args:
+        value: the argument.
+        name: the argument's name, for the message.
+        purpose: str, what the layer must do and what None means, e.g.
+            `"mapping the input to (B, F) features, or None for the
+            default"`; defaults to `"or None"`.
+    """
+    if value is not None and not isinstance(value, keras.layers.Layer):
+        purpose = purpose or "or None"
+        raise ValueError(
+            f"`{name}` must be a Keras layer or model {purpose}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_shape(shape, rank, name, form, owner=None, known_axes=(), hint=""):
+    """Raises a ValueError unless a static `shape` fits `form`.
+
+    Args:
+        shape: tuple of ints or None, e.g. what `build` receives.
+        rank: int, the number of dimensions `form` has.
+        name: the tensor's name, for the message.
+        form: str, the expected shape, e.g. `"(B, H, W, C)"`.
+        owner: optional str, the layer the tensor goes to.
+        known_axes: axes whose size must be known (not None).
+        hint: optional str, what to do, said after `form`.
+    """
+    shape = tuple(shape)
+    if len(shape) != rank or any(shape[axis] is None for axis in known_axes):
+        of = f" of {owner}" if owner else ""
+        hint = f" {hint}" if hint else ""
+        raise ValueError(
+            f"`{name}`{of} must have shape {form}{hint}. Received: "
+            f"{name}.shape={shape}"
+        )
+
+
+def check_channels_last(owner):
+    """Raises a ValueError unless `keras.config.image_data_format()` is
+    `"channels_last"`, the only layout `owner` reads."""
+    data_format = keras.config.image_data_format()
+    if data_format != "channels_last":
+        raise ValueError(
+            f"{owner} works on channels-last tensors (B, H, W, C): its "
+            "localization reads the image data format Keras is set to, its "
+            "sampler always warps axes 1 and 2. Call "
+            "keras.config.set_image_data_format('channels_last') before "
+            "building the model (and transpose channels-first data with "
+            "keras.ops.transpose(x, (0, 2, 3, 1))). Received: "
+            f"keras.config.image_data_format()={data_format!r}"
+        )
+
+
+def check_path(value, name):
+    """Returns `value` as a non-empty str path, or raises a ValueError."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(
+            f"`{name}` must be a non-empty str or path. Received: "
+            f"{name}={value!r}"
+        )
+    return os.fspath(value)
+
+
+def check_labels(labels, count, name="labels"):
+    """Returns the first `count` of `labels` as a list, or None for None.
+
+    Raises:
+        ValueError: if `labels` is not a sequence of at least `count`.
+    """
+    if labels is None:
+        return None
+    try:
+        length = len(labels)
+    except TypeError:
+        length = None
+    if length is None or isinstance(labels, str) or length < count:
+        raise ValueError(
+            f"`{name}` must be a sequence with one entry per example "
+            f"shown ({count}). Received: {name}={labels!r}"
+        )
+    return list(labels)[:count]
+
+
+def check_images(images, name="images"):
+    """Returns `images` as a float NumPy array `(B, H, W, C)`, B >= 1.
+
+    Args:
+        images: array-like `(B, H, W, C)` of numbers.
+        name: str, the argument's name in error messages.
+    Returns:
+        NumPy array `(B, H, W, C)`, float32 (float64 stays float64).
+    Raises:
+        ValueError: if `images` is not a non-empty rank-4 array of numbers.
+    """
+    import numpy as np
+
+    try:
+        array = np.asarray(images)
+        if array.dtype != np.float64:
+            array = array.astype(np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 4 or min(array.shape) < 1:
+        received = (
+            f"{name} of type {type(images).__name__}"
+            if array is None
+            else f"{name}.shape={array.shape}"
+        )
+        raise ValueError(
+            f"`{name}` must be a non-empty array of numbers (B, H, W, C). "
+            f"Received: {received}"
+        )
+    return array
+
+
+def check_array(value, name, form, rank=None, last=None, non_empty=False):
+    """Returns `value` as a float64 NumPy array of the expected form.
+
+    Args:
+        value: array-like of numbers.
+        name: the argument's name, for the message.
+        form: str, the expected shape, e.g. `"(B, H_out, W_out, 2)"`.
+        rank: int, or None for any rank >= 1.
+        last: int or None, the size the last axis must have.
+        non_empty: bool, whether every axis must be at least 1.
+    """
+    import numpy as np
+
+    array = np.asarray(value, dtype=np.float64)
+    if (
+        array.ndim < 1
+        or (rank is not None and array.ndim != rank)
+        or (last is not None and array.shape[-1] != last)
+        or (non_empty and 0 in array.shape)
+    ):
+        raise ValueError(
+            f"`{name}` must have shape {form}. Received: "
+            f"{name}.shape={array.shape}"
+        )
+    return array
+
+
+def check_non_empty_sequence(value, name, form):
+    """Raises a ValueError unless `value` is a non-empty sequence (not a
+    str or path, which `len` would also accept)."""
+    import os
+
+    try:
+        length = len(value)
+    except TypeError:
+        length = 0
+    if isinstance(value, (str, bytes, os.PathLike)) or not length:
+        raise ValueError(
+            f"`{name}` must be a non-empty list of {form}. Received: "
+            f"{name}={value!r}"
+        )
+
+
 # Checks for the paper's experiments and the `keras-stn` command. -------------
 
 
