@@ -10,17 +10,6 @@ from keras_stn import viz
 from keras_stn.utils import argument_validation
 
 
-def _check_every(value, name):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive int or None. Received: "
-            f"{name}={value!r}"
-        )
-    return value
-
-
 def _file_stem(name):
     """A layer name made safe for a file name."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -36,8 +25,16 @@ class TransformerSnapshots(keras.callbacks.Callback):
     (`{layer}_batch_{step:06d}.png`), each transformer of the model (or only
     `layer_name`) is drawn with `viz.plot_views` on `images`. At the end,
     with `animation`, the snapshots of this training run become
-    `{layer}_training.gif`. Each `fit` call starts a new record: `paths`
-    and the animation cover that run only.
+    `{layer}_training.gif`. Each `fit` call from epoch 0 starts a new
+    record: `paths` and the animation cover that run only.
+    Resuming: a `fit` whose first epoch is E > 0 (`fit(initial_epoch=E)`,
+    or `keras.callbacks.BackupAndRestore` restoring) continues the run
+    whose pictures are in `directory`. It leaves `{layer}_initial.png`
+    alone, numbers steps on from E times the steps per epoch, and its
+    animation starts with that run's pictures still on disk: the initial
+    one, the epochs up to E and (when the number of steps per epoch is
+    known) the steps up to E's end. Pictures of epochs after E, from an
+    interrupted run, are left out and redrawn as training gets there.
     Convention: as `viz.plot_views`; the model runs in inference mode.
 
     Args:
@@ -102,43 +99,26 @@ class TransformerSnapshots(keras.callbacks.Callback):
                 'pip install "keras-stn[examples]"'
             )
         argument_validation.check_positive_int(max_examples, "max_examples")
-        self.images = viz.check_images(images)[:max_examples]
-        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
-            raise ValueError(
-                "`directory` must be a non-empty str or path. Received: "
-                f"directory={directory!r}"
-            )
-        if labels is not None:
-            try:
-                count = len(labels)
-            except TypeError:
-                count = None
-            if count is None or count < len(self.images):
-                raise ValueError(
-                    "`labels` must hold one label per image. Received: "
-                    f"labels={labels!r} for {len(self.images)} images"
-                )
-            labels = list(labels)[: len(self.images)]
-        if not isinstance(animation, bool):
-            raise ValueError(
-                f"`animation` must be a bool. Received: animation={animation!r}"
-            )
-        if layer_name is not None and not isinstance(layer_name, str):
-            raise ValueError(
-                "`layer_name` must be a str or None. Received: "
-                f"layer_name={layer_name!r}"
-            )
-        self.directory = os.fspath(directory)
-        self.labels = labels
-        self.every_n_epochs = _check_every(every_n_epochs, "every_n_epochs")
-        self.every_n_batches = _check_every(every_n_batches, "every_n_batches")
-        self.animation = animation
+        self.images = argument_validation.check_images(images)[:max_examples]
+        self.directory = argument_validation.check_path(directory, "directory")
+        self.labels = argument_validation.check_labels(labels, len(self.images))
+        self.every_n_epochs = argument_validation.check_optional_positive_int(
+            every_n_epochs, "every_n_epochs"
+        )
+        self.every_n_batches = argument_validation.check_optional_positive_int(
+            every_n_batches, "every_n_batches"
+        )
+        self.animation = argument_validation.check_bool(animation, "animation")
         self.max_examples = max_examples
-        self.layer_name = layer_name
+        self.layer_name = argument_validation.check_optional_str(
+            layer_name, "layer_name"
+        )
         self.paths = []
         self.animation_path = None
         self.animation_paths = []
         self._frames = {}
+        self._started = False
+        self._stems = []
         self._steps = 0
         self._epoch_start_steps = 0
 
@@ -164,10 +144,43 @@ class TransformerSnapshots(keras.callbacks.Callback):
         self.paths, self._frames = [], {}
         self.animation_path, self.animation_paths = None, []
         self._steps = self._epoch_start_steps = 0
-        self._snapshot("initial", "initial")
+        self._started = False
+        # Fails now, not after the first epoch, on a model with no
+        # transformer or none named `layer_name`.
+        self._stems = [
+            _file_stem(layer.name)
+            for layer in viz.find_transformers(self.model, self.layer_name)
+        ]
 
     def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch's index is the first moment a callback learns
+        # whether this run starts afresh or resumes (BackupAndRestore
+        # restores the weights in its own on_train_begin, before or after
+        # this callback's).
+        if not self._started:
+            self._started = True
+            if epoch == 0:
+                self._snapshot("initial", "initial")
+            else:
+                self._resume(epoch)
         self._epoch_start_steps = self._steps
+
+    def _resume(self, epoch):
+        """Takes up the earlier run's step count and pictures on disk."""
+        steps_per_epoch = (self.params or {}).get("steps")
+        for stem in self._stems:
+            earlier = _earlier_frames(
+                self.directory, stem, epoch, steps_per_epoch
+            )
+            self._frames[stem] = [path for _, path in earlier]
+            if steps_per_epoch is None:
+                # Without a step count per epoch, go on after the earlier
+                # run's last step picture rather than write over it.
+                self._steps = max(
+                    [self._steps, *_step_numbers(self.directory, stem)]
+                )
+        if steps_per_epoch is not None:
+            self._steps = epoch * steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the last step run in this epoch (with
@@ -192,3 +205,53 @@ class TransformerSnapshots(keras.callbacks.Callback):
             self.animation_paths.append(viz.save_animation(frames, path))
         if self.animation_paths:
             self.animation_path = self.animation_paths[0]
+
+
+def _pictures(directory, stem):
+    """`(kind, number, path)` of `stem`'s snapshots in `directory`: kind
+    `"initial"` (number 0), `"batch"` or `"epoch"`."""
+    pattern = re.compile(
+        rf"{re.escape(stem)}_(?:(initial)|(batch|epoch)_(\d+))\.png"
+    )
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match:
+            kind = match.group(1) or match.group(2)
+            number = int(match.group(3) or 0)
+            found.append((kind, number, os.path.join(directory, name)))
+    return found
+
+
+def _step_numbers(directory, stem):
+    return [
+        number
+        for kind, number, _ in _pictures(directory, stem)
+        if kind == "batch"
+    ]
+
+
+def _earlier_frames(directory, stem, epoch, steps_per_epoch):
+    """The earlier run's pictures up to the end of epoch `epoch` (1-based
+    count of finished epochs), as `(position, path)` in training order:
+    step pictures only when `steps_per_epoch` places them among the epoch
+    ones."""
+    frames = []
+    for kind, number, path in _pictures(directory, stem):
+        if kind == "initial":
+            frames.append((-1.0, path))
+        elif kind == "epoch" and number <= epoch:
+            # After the step picture of the same step, as during training.
+            steps = 1 if steps_per_epoch is None else steps_per_epoch
+            frames.append((number * steps + 0.5, path))
+        elif (
+            kind == "batch"
+            and steps_per_epoch is not None
+            and number <= epoch * steps_per_epoch
+        ):
+            frames.append((float(number), path))
+    return sorted(frames)

@@ -1,7 +1,8 @@
 """Pictures of what spatial transformers do: views, sampled regions, figures.
 
-`transformer_views` runs a model up to each of its transformers and returns
-what every head sees and samples; `grid_outline` and `grid_boxes` turn a
+`find_transformers` finds a model's transformers; `transformer_views` runs
+the model and returns what every head sees and samples (with the layers'
+public `recording_inputs` and `views`); `grid_outline` and `grid_boxes` turn a
 sampling grid into the region it reads in the input image; `plot_views`
 draws it all, `save_figure` and `save_animation` write PNGs and GIFs.
 Matplotlib (and Pillow, which it brings) are imported only when drawing:
@@ -11,15 +12,16 @@ covers `[j, j + 1] x [i, i + 1]`, so an image spans `[0, W] x [0, H]`
 (matplotlib's `imshow(..., extent=(0, W, H, 0))`).
 """
 
+import contextlib
 import os
 import sys
 
 import keras
 import numpy as np
 
-from keras_stn.utils import files
 from keras_stn.layers import spatial_transformer
 from keras_stn.utils import argument_validation
+from keras_stn.utils import files
 
 _INSTALL_HINT = 'pip install "keras-stn[examples]"'
 
@@ -50,90 +52,102 @@ def _pillow_image():
     return Image
 
 
-def check_images(images, name="images"):
-    """Returns `images` as a float NumPy array `(B, H, W, C)`, B >= 1.
-
-    Args:
-        images: array-like `(B, H, W, C)` of numbers.
-        name: str, the argument's name in error messages.
-    Returns:
-        NumPy array `(B, H, W, C)`, float32 (float64 stays float64).
-    Raises:
-        ValueError: if `images` is not a non-empty rank-4 array of numbers.
-    """
-    try:
-        array = np.asarray(images)
-        if array.dtype != np.float64:
-            array = array.astype(np.float32)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.ndim != 4 or min(array.shape) < 1:
-        received = (
-            f"{name} of type {type(images).__name__}"
-            if array is None
-            else f"{name}.shape={array.shape}"
-        )
-        raise ValueError(
-            f"`{name}` must be a non-empty array of numbers (B, H, W, C). "
-            f"Received: {received}"
-        )
-    return array
+def _sublayers(value):
+    """Layers held by one attribute value: a layer, or lists, tuples and
+    dicts of them (nested), in order."""
+    if isinstance(value, keras.layers.Layer):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _sublayers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _sublayers(item)
 
 
 def _children(layer):
+    """`layer`'s direct sublayers, in the order they were assigned."""
     if isinstance(layer, keras.Model):
         return layer.layers
-    # Sublayers of a custom layer, in the order they were assigned.
-    return layer._flatten_layers(include_self=False, recursive=False)
+    # A custom layer: its attributes, in assignment order (`vars` keeps
+    # it), and the layers they hold.
+    return [
+        child
+        for value in vars(layer).values()
+        for child in _sublayers(value)
+        if child is not layer
+    ]
 
 
-def _transformer_paths(model):
-    """Paths `(layer, ..., transformer)` from `model`'s children down to
-    every `SpatialTransformer`, depth first, each transformer once."""
-    paths, seen = [], set()
+def find_transformers(model, layer_name=None):
+    """Every `SpatialTransformer` in `model`, depth first, each once.
 
-    def visit(layer, path):
+    Subclasses such as `ParallelSpatialTransformers` count; nested models
+    and layers are searched through `keras.Model.layers` and, for custom
+    layers, the layers their attributes hold (directly or in lists,
+    tuples and dicts), in assignment order. A transformer's own
+    localization is not searched.
+
+    Args:
+        model: a `keras.Model` or layer.
+        layer_name: optional str, keep only the transformer of this name.
+    Returns:
+        A non-empty list of `SpatialTransformer` layers, in model order.
+    Raises:
+        ValueError: `model` holds no transformer, or none is named
+            `layer_name`.
+    """
+    argument_validation.check_optional_str(layer_name, "layer_name")
+    found, seen = [], {id(model)}
+
+    def visit(layer):
         for child in _children(layer):
             if id(child) in seen:
                 continue
             seen.add(id(child))
             if isinstance(child, spatial_transformer.SpatialTransformer):
-                paths.append((*path, child))
+                found.append(child)
             else:
-                visit(child, (*path, child))
+                visit(child)
 
-    visit(model, ())
-    return paths
-
-
-def _input_of(container, layer, inputs):
-    """What `layer` receives when `container` is called on `inputs`."""
-    graph_inputs = getattr(container, "inputs", None)
-    if isinstance(container, keras.Model) and graph_inputs:
-        # Functional and Sequential models: cut the graph at the layer.
-        if len(graph_inputs) == 1:
-            graph_inputs = graph_inputs[0]
-        submodel = keras.Model(graph_inputs, layer.input)
-        return submodel(inputs, training=False)
-    # Subclassed models and custom layers: record the layer's first call.
-    received = []
-    original_call = layer.call
-
-    def recording_call(*args, **kwargs):
-        received.append(args[0] if args else next(iter(kwargs.values())))
-        return original_call(*args, **kwargs)
-
-    object.__setattr__(layer, "call", recording_call)
-    try:
-        container(inputs, training=False)
-    finally:
-        object.__delattr__(layer, "call")
-    if not received:
+    visit(model)
+    name = getattr(model, "name", repr(model))
+    if not found:
         raise ValueError(
-            f"Layer {layer.name!r} was not called when {container.name!r} "
-            "ran on `images`, so it has no view."
+            f"`model` must contain a SpatialTransformer layer. Received: "
+            f"model {name!r} with none"
         )
-    return received[0]
+    if layer_name is None:
+        return found
+    named = [layer for layer in found if layer.name == layer_name]
+    if not named:
+        raise ValueError(
+            f"`layer_name` must name a transformer of model {name!r}, one "
+            f"of {[layer.name for layer in found]}. Received: "
+            f"layer_name={layer_name!r}"
+        )
+    return named
+
+
+def _inputs_of(model, layers, images):
+    """What each of `layers` receives (its first call) when `model` runs
+    on `images` in inference mode."""
+    if not model.built:
+        # Building traces the model symbolically; record eager calls only.
+        model(images, training=False)
+    with contextlib.ExitStack() as stack:
+        received = [
+            stack.enter_context(layer.recording_inputs()) for layer in layers
+        ]
+        model(images, training=False)
+    for layer, calls in zip(layers, received):
+        if not calls:
+            raise ValueError(
+                f"Layer {layer.name!r} was not called when "
+                f"{getattr(model, 'name', repr(model))!r} ran on `images`, "
+                "so it has no view."
+            )
+    return [calls[0] for calls in received]
 
 
 def _numpy(x):
@@ -144,15 +158,16 @@ def transformer_views(model, images, layer_name=None):
     """What each spatial transformer in `model` receives, predicts and samples.
 
     Every `SpatialTransformer` (subclasses such as
-    `ParallelSpatialTransformers` included) is found in `model`, searching
-    nested models and layers depth first. The model runs (inference mode)
-    up to each one on `images`; the layer's own localization trunk and
-    heads then give each head's theta, grid and output, exactly as its
-    `call` computes them.
+    `ParallelSpatialTransformers` included) is found in `model` as
+    `find_transformers` finds them. The model runs once on `images`, in
+    inference mode, while each transformer records what it receives
+    (`SpatialTransformer.recording_inputs`, its first call if it is called
+    several times); its `views` then give each head's theta, grid and
+    output, exactly as its `call` computes them.
 
     Args:
-        model: a built `keras.Model` (functional, Sequential or subclassed)
-            or layer holding one or more transformers.
+        model: a `keras.Model` (functional, Sequential or subclassed) or
+            layer holding one or more transformers.
         images: float array `(B, H, W, C)`, the model's input.
         layer_name: optional str, keep only the transformer of this name.
     Returns:
@@ -164,63 +179,27 @@ def transformer_views(model, images, layer_name=None):
         `(B, H_out, W_out, C)`.
     Raises:
         ValueError: `images` is not `(B, H, W, C)`, `model` holds no
-            transformer, or none is named `layer_name`.
+            transformer, none is named `layer_name`, or one is not called
+            when `model` runs.
     """
-    images = check_images(images)
-    if not model.built:
-        model(images, training=False)
-    paths = _transformer_paths(model)
-    name = getattr(model, "name", repr(model))
-    if not paths:
-        raise ValueError(
-            f"`model` must contain a SpatialTransformer layer. Received: "
-            f"model {name!r} with none"
-        )
-    if layer_name is not None:
-        found = [path[-1].name for path in paths]
-        paths = [path for path in paths if path[-1].name == layer_name]
-        if not paths:
-            raise ValueError(
-                f"`layer_name` must name a transformer of model {name!r}, "
-                f"one of {found}. Received: layer_name={layer_name!r}"
-            )
-    return [_view(model, path, images) for path in paths]
+    images = argument_validation.check_images(images)
+    layers = find_transformers(model, layer_name)
+    inputs = _inputs_of(model, layers, images)
+    return [_view(layer, x) for layer, x in zip(layers, inputs)]
 
 
-def _view(model, path, images):
-    inputs, container = images, model
-    for layer in path:
-        inputs = _input_of(container, layer, inputs)
-        container = layer
-    layer = path[-1]
-    inputs = keras.ops.cast(inputs, layer.compute_dtype)
-    features = layer.localization(inputs, training=False)
-    thetas, grids, outputs = [], [], []
-    for head in layer.heads:
-        theta = head(features)
-        output, grid = layer._transform(inputs, theta)
-        thetas.append(_numpy(theta))
-        grids.append(_numpy(grid))
-        outputs.append(_numpy(output))
+def _view(layer, inputs):
+    views = layer.views(inputs, training=False)
     return {
         "name": layer.name,
         "transform": layer.transform,
         "align_corners": layer.align_corners,
         "inputs": _numpy(inputs),
-        "theta": thetas,
-        "grids": grids,
-        "outputs": outputs,
+        **{
+            key: [_numpy(tensor) for tensor in tensors]
+            for key, tensors in views.items()
+        },
     }
-
-
-def _check_grid(grid, rank, form, name):
-    grid = np.asarray(grid, dtype=np.float64)
-    if grid.ndim != rank or grid.shape[-1] != 2 or 0 in grid.shape:
-        raise ValueError(
-            f"`{name}` must have shape {form}. Received: "
-            f"{name}.shape={grid.shape}"
-        )
-    return grid
 
 
 def _pixels(grid, input_size, align_corners):
@@ -271,7 +250,9 @@ def grid_outline(grid, input_size, align_corners=False):
     Raises:
         ValueError: a bad `grid` or `input_size`.
     """
-    grid = _check_grid(grid, 3, "(H_out, W_out, 2)", "grid")
+    grid = argument_validation.check_array(
+        grid, "grid", "(H_out, W_out, 2)", rank=3, last=2, non_empty=True
+    )
     edge = _footprint(_pixels(grid, input_size, align_corners))
     return np.concatenate(
         [
@@ -312,7 +293,9 @@ def grid_boxes(grids, input_size, align_corners=False):
     >>> grid_boxes(np.asarray(grids), (16, 16))
     array([[ 8.,  4., 16., 12.]])
     """
-    grids = _check_grid(grids, 4, "(B, H_out, W_out, 2)", "grids")
+    grids = argument_validation.check_array(
+        grids, "grids", "(B, H_out, W_out, 2)", rank=4, last=2, non_empty=True
+    )
     points = _footprint(_pixels(grids, input_size, align_corners))
     low = points.min(axis=(1, 2))
     high = points.max(axis=(1, 2))
@@ -337,14 +320,12 @@ def box_iou(a, b):
     >>> box_iou([0, 0, 2, 2], [1, 0, 3, 2])
     array(0.33333333)
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    for box, name in ((a, "a"), (b, "b")):
-        if box.ndim < 1 or box.shape[-1] != 4:
-            raise ValueError(
-                f"`{name}` must have shape (..., 4), [x0, y0, x1, y1]. "
-                f"Received: {name}.shape={box.shape}"
-            )
+    a = argument_validation.check_array(
+        a, "a", "(..., 4), [x0, y0, x1, y1]", last=4
+    )
+    b = argument_validation.check_array(
+        b, "b", "(..., 4), [x0, y0, x1, y1]", last=4
+    )
 
     def area(box):
         return np.clip(box[..., 2] - box[..., 0], 0, None) * np.clip(
@@ -442,15 +423,9 @@ def plot_views(view, labels=None, max_examples=8, title=None, grid_lines=8):
     """
     argument_validation.check_positive_int(max_examples, "max_examples")
     argument_validation.check_non_negative_int(grid_lines, "grid_lines")
-    inputs = check_images(view["inputs"], "view['inputs']")
+    inputs = argument_validation.check_images(view["inputs"], "view['inputs']")
     rows = min(len(inputs), max_examples)
-    if labels is not None and (
-        not hasattr(labels, "__len__") or len(labels) < rows
-    ):
-        raise ValueError(
-            f"`labels` must have one entry per example shown ({rows}). "
-            f"Received: labels={labels!r}"
-        )
+    labels = argument_validation.check_labels(labels, rows)
     heads = len(view["outputs"])
     align_corners = bool(view.get("align_corners", False))
     figure = new_figure(
@@ -506,10 +481,7 @@ def save_figure(figure, path, dpi=100):
     Raises:
         ValueError: a bad `dpi`.
     """
-    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0:
-        raise ValueError(
-            f"`dpi` must be a positive number. Received: dpi={dpi!r}"
-        )
+    argument_validation.check_positive_float(dpi, "dpi")
     try:
         path = files.atomic_write(
             path, lambda temp: figure.savefig(temp, format="png", dpi=dpi)
@@ -553,20 +525,10 @@ def save_animation(frames, path, duration_ms=400):
         ImportError: without Pillow.
     """
     image_lib = _pillow_image()
-    if isinstance(frames, (str, os.PathLike)) or not len(frames):
-        raise ValueError(
-            "`frames` must be a non-empty list of PNG paths or uint8 arrays. "
-            f"Received: frames={frames!r}"
-        )
-    if (
-        isinstance(duration_ms, bool)
-        or not isinstance(duration_ms, (int, float))
-        or duration_ms <= 0
-    ):
-        raise ValueError(
-            "`duration_ms` must be a positive number. Received: "
-            f"duration_ms={duration_ms!r}"
-        )
+    argument_validation.check_non_empty_sequence(
+        frames, "frames", "PNG paths or uint8 arrays"
+    )
+    argument_validation.check_positive_float(duration_ms, "duration_ms")
     images = [_frame(frame, image_lib) for frame in frames]
     width = max(image.width for image in images)
     height = max(image.height for image in images)

@@ -135,6 +135,10 @@ def test_snapshots_change_exactly_when_theta_does(tmp_path):
         )
         snapshots.set_model(model)
         snapshots.on_train_begin()
+        # The initial picture waits for the first epoch's index: at 0 the
+        # run starts afresh (a later one resumes).
+        assert snapshots.paths == []
+        snapshots.on_epoch_begin(0)
         (path,) = snapshots.paths
         return _png(path)
 
@@ -184,3 +188,162 @@ def test_needs_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="keras-stn\\[examples\\]"):
         callbacks.TransformerSnapshots(_data()[0], tmp_path)
+
+
+# Resuming -------------------------------------------------------------------
+
+
+def _record_animations(monkeypatch):
+    """Records the frames each GIF is written from (Pillow merges equal
+    consecutive frames, so the GIF alone cannot tell)."""
+    from keras_stn import viz
+
+    written = {}
+    save = viz.save_animation
+
+    def recording(frames, path, **kwargs):
+        written[os.path.basename(path)] = [os.path.basename(f) for f in frames]
+        return save(frames, path, **kwargs)
+
+    monkeypatch.setattr(viz, "save_animation", recording)
+    return written
+
+
+def _read(path):
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def test_resuming_keeps_the_initial_picture_and_the_earlier_frames(
+    tmp_path, monkeypatch
+):
+    written = _record_animations(monkeypatch)
+    images, labels = _data()
+    model = _model("st")
+    directory = tmp_path / "snaps"
+
+    def fit(**kwargs):
+        snapshots = callbacks.TransformerSnapshots(
+            images, directory, every_n_batches=1, max_examples=1
+        )
+        model.fit(
+            images,
+            labels,
+            batch_size=4,
+            callbacks=[snapshots],
+            verbose=0,
+            **kwargs,
+        )
+        return [os.path.basename(path) for path in snapshots.paths]
+
+    fit(epochs=2)
+    initial = _read(directory / "st_initial.png")
+    # Pictures of an interrupted run past the resume point: left out.
+    for stale in ("st_epoch_009.png", "st_batch_000099.png"):
+        (directory / stale).write_bytes(initial)
+    # A state that draws differently from the initial one.
+    model.get_layer("st").heads[0].bias.assign([0.5, 0.25, 0.0])
+    resumed = fit(initial_epoch=2, epochs=3)
+    # Two steps per epoch: the resumed run numbers its steps on from 4.
+    assert resumed == [
+        "st_batch_000005.png",
+        "st_batch_000006.png",
+        "st_epoch_003.png",
+    ]
+    assert _read(directory / "st_initial.png") == initial
+    assert written["st_training.gif"] == [
+        "st_initial.png",
+        "st_batch_000001.png",
+        "st_batch_000002.png",
+        "st_epoch_001.png",
+        "st_batch_000003.png",
+        "st_batch_000004.png",
+        "st_epoch_002.png",
+        *resumed,
+    ]
+    # A new run from epoch 0 in the same directory starts afresh.
+    assert fit(epochs=1)[0] == "st_initial.png"
+    assert _read(directory / "st_initial.png") != initial
+    assert written["st_training.gif"][0] == "st_initial.png"
+    assert len(written["st_training.gif"]) == 4
+
+
+def test_backup_and_restore_resume(tmp_path, monkeypatch):
+    written = _record_animations(monkeypatch)
+    images, labels = _data()
+    model = _model("st")
+    bias = model.get_layer("st").heads[0].bias
+
+    class Shift(keras.callbacks.Callback):
+        """Moves theta visibly at each epoch's end."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            bias.assign(np.asarray(bias) * [0.8, 1.0, 1.0] + [0, 0.1, 0])
+
+    class Stop(keras.callbacks.Callback):
+        def __init__(self, stop):
+            super().__init__()
+            self.stop = stop
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == self.stop:
+                raise RuntimeError("interrupted")
+
+    def fit(stop):
+        snapshots = callbacks.TransformerSnapshots(
+            images, tmp_path / "snaps", max_examples=1
+        )
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        # Shift first, so the pictures and the backup hold the shifted
+        # weights; Stop last, after the backup of its epoch.
+        model.fit(
+            images,
+            labels,
+            batch_size=8,
+            epochs=4,
+            callbacks=[Shift(), snapshots, backup, Stop(stop)],
+            verbose=0,
+        )
+        return snapshots
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(stop=1)
+    initial = _read(tmp_path / "snaps" / "st_initial.png")
+    snapshots = fit(stop=None)
+    assert _read(tmp_path / "snaps" / "st_initial.png") == initial
+    assert [os.path.basename(path) for path in snapshots.paths] == [
+        "st_epoch_003.png",
+        "st_epoch_004.png",
+    ]
+    assert written["st_training.gif"] == [
+        "st_initial.png",
+        *[f"st_epoch_{epoch:03d}.png" for epoch in (1, 2, 3, 4)],
+    ]
+
+
+def test_resuming_without_a_step_count_numbers_steps_after_the_last(
+    tmp_path, monkeypatch
+):
+    written = _record_animations(monkeypatch)
+    images, _ = _data()
+    snapshots = callbacks.TransformerSnapshots(
+        images, tmp_path, every_n_batches=1, max_examples=1
+    )
+    for name in ("st_initial.png", "st_batch_000007.png", "st_epoch_001.png"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name)
+    snapshots.set_model(_model("st"))
+    snapshots.set_params({"epochs": 3, "steps": None, "verbose": 0})
+    snapshots.on_train_begin()
+    snapshots.on_epoch_begin(1)
+    snapshots.on_train_batch_end(0)
+    snapshots.on_train_end()
+    assert [os.path.basename(path) for path in snapshots.paths] == [
+        "st_batch_000008.png"
+    ]
+    # Without a step count the earlier steps cannot be placed among the
+    # epochs: the animation keeps the earlier initial and epoch pictures.
+    assert written["st_training.gif"] == [
+        "st_initial.png",
+        "st_epoch_001.png",
+        "st_batch_000008.png",
+    ]

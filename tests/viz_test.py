@@ -27,6 +27,11 @@ def _images(shape=(3, 16, 16, 1), seed=0):
     return np.random.default_rng(seed).random(shape).astype("float32")
 
 
+def _numpy(x):
+    # Torch tensors that require grad have no implicit NumPy conversion.
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
 def _localization():
     return keras.Sequential(
         [keras.layers.Flatten(), keras.layers.Dense(4, activation="relu")]
@@ -136,7 +141,9 @@ def test_views_of_a_sequential_model_starting_with_the_transformer():
     assert len(view["theta"]) == len(view["grids"]) == 1
     np.testing.assert_allclose(view["theta"][0], [[0.5, 0.5, 0.0]] * 3)
     assert view["grids"][0].shape == (3, 8, 8, 2)
-    np.testing.assert_allclose(view["outputs"][0], layer(images), atol=1e-6)
+    np.testing.assert_allclose(
+        view["outputs"][0], _numpy(layer(images)), atol=1e-6
+    )
     np.testing.assert_allclose(
         viz.grid_boxes(view["grids"][0], (16, 16)), [[8, 4, 16, 12]] * 3
     )
@@ -155,9 +162,9 @@ def test_views_of_a_functional_model_with_parallel_transformers():
     layer.heads[1].bias.assign([0.5, 0.5, 0.5])
     images = _images()
     (view,) = viz.transformer_views(model, images)
-    conv = keras.Model(inputs, features)(images)
+    conv = _numpy(keras.Model(inputs, features)(images))
     np.testing.assert_allclose(view["inputs"], conv, atol=1e-6)
-    own = keras.Model(inputs, crops)(images)
+    own = [_numpy(crop) for crop in keras.Model(inputs, crops)(images)]
     assert len(view["outputs"]) == len(view["grids"]) == 2
     for head in range(2):
         assert view["theta"][head].shape == (3, 3)
@@ -192,6 +199,88 @@ def test_views_inside_nested_and_subclassed_models():
     assert only["name"] == "second"
     with pytest.raises(ValueError, match="`layer_name`.*first"):
         viz.transformer_views(model, images, layer_name="third")
+
+
+def test_views_of_transformers_held_by_a_custom_layer_in_lists_and_dicts():
+    names = ["a", "b", "c", "d"]
+    made = {
+        name: keras_stn.SpatialTransformer(_localization(), name=name)
+        for name in names
+    }
+
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.first = made["a"]
+            self.pair = [made["b"], {"inner": made["c"]}]
+            self.last = {"x": made["d"]}
+
+        def call(self, x):
+            x = self.first(x)
+            x = self.pair[1]["inner"](self.pair[0](x + 1.0))
+            return self.last["x"](x)
+
+    model = keras.Sequential([Holder()])
+    images = _images()
+    assert [layer.name for layer in viz.find_transformers(model)] == names
+    views = viz.transformer_views(model, images)
+    assert [view["name"] for view in views] == names
+    np.testing.assert_allclose(views[0]["inputs"], images, atol=1e-6)
+    # Identity transformers: b receives a's output plus one.
+    np.testing.assert_allclose(views[1]["inputs"], images + 1.0, atol=1e-5)
+
+
+def test_views_of_a_transformer_called_twice_use_its_first_call():
+    # A functional graph cut at a shared layer has no single `layer.input`.
+    shared = keras_stn.SpatialTransformer(_localization(), name="shared")
+    inputs = keras.Input((16, 16, 1))
+    outputs = shared(keras.layers.Rescaling(2.0)(shared(inputs)))
+    model = keras.Model(inputs, outputs)
+    shared.heads[0].bias.assign([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    images = _images()
+    (view,) = viz.transformer_views(model, images)
+    np.testing.assert_array_equal(view["inputs"], images)
+
+
+def test_find_transformers_errors():
+    model = keras.Sequential([keras_stn.SpatialTransformer(name="st")])
+    with pytest.raises(ValueError, match="`layer_name` must be a str"):
+        viz.find_transformers(model, layer_name=3)
+    with pytest.raises(ValueError, match="`layer_name`.*\\['st'\\].*'nope'"):
+        viz.find_transformers(model, layer_name="nope")
+
+
+@pytest.mark.parametrize("module", ["viz", "callbacks"])
+def test_uses_no_private_attribute_of_other_objects(module):
+    """Private APIs (Keras' `_flatten_layers`, a layer's `_transform`,
+    replacing `call` through `object.__setattr__`) break with any Keras
+    or layer release: only `self._x` and `super().__init__` pass."""
+    import ast
+    import importlib
+
+    source = importlib.import_module(f"keras_stn.{module}").__file__
+    with open(source) as file:
+        tree = ast.parse(file.read())
+
+    def allowed(node):
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id == "self":
+            return True
+        # `super().__init__(...)`.
+        return (
+            isinstance(owner, ast.Call)
+            and isinstance(owner.func, ast.Name)
+            and owner.func.id == "super"
+        )
+
+    private = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not allowed(node)
+    ]
+    assert private == []
 
 
 def test_views_bad_arguments():

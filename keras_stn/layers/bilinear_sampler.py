@@ -2,10 +2,9 @@
 
 import keras
 
-from keras_stn.utils import argument_validation
-from keras_stn.ops import antialias as antialias_lib
 from keras_stn.ops import coordinates
 from keras_stn.ops import sampler
+from keras_stn.utils import argument_validation
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -29,8 +28,8 @@ class BilinearSampler(keras.layers.Layer):
     Returns:
         Tensor `(B, H_out, W_out, C)` in the layer's compute dtype.
     Raises:
-        ValueError: an unknown kernel or padding mode, a bad `antialias`,
-            or malformed inputs.
+        ValueError: an unknown kernel or padding mode, a non-bool
+            `align_corners`, a bad `antialias`, or malformed inputs.
     """
 
     def __init__(
@@ -45,7 +44,9 @@ class BilinearSampler(keras.layers.Layer):
         check_sampling_options(kernel, padding_mode, antialias)
         self.kernel = kernel
         self.padding_mode = padding_mode
-        self.align_corners = bool(align_corners)
+        self.align_corners = argument_validation.check_bool(
+            align_corners, "align_corners"
+        )
         self.antialias = antialias
 
     def call(self, images, grid):
@@ -72,9 +73,10 @@ class BilinearSampler(keras.layers.Layer):
 
 
 def check_sampling_options(kernel, padding_mode, antialias):
-    """Validates sampler options at construction time."""
+    """Validates sampler options at construction time (the layers' checks
+    of the arguments `sampler.sample` takes)."""
     argument_validation.check_choice(kernel, sampler.KERNELS, "kernel")
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
-    antialias_lib.antialias_factor(antialias, (1, 1), (1, 1))
+    argument_validation.check_antialias(antialias)

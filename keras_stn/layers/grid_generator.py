@@ -2,9 +2,8 @@
 
 import keras
 
-from keras_stn.layers import localization_head
-from keras_stn.utils import argument_validation
 from keras_stn.ops import transforms
+from keras_stn.utils import argument_validation
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -23,17 +22,21 @@ class GridGenerator(keras.layers.Layer):
     Returns:
         Tensor `(B, H_out, W_out, 2)`.
     Raises:
-        ValueError: a bad `output_size`, an unknown family, or theta of the
-            wrong size for it.
+        ValueError: a bad `output_size`, an unknown family, a non-bool
+            `align_corners`, or theta of the wrong size for it.
     """
 
     def __init__(
         self, output_size, transform="affine", align_corners=False, **kwargs
     ):
         super().__init__(**kwargs)
-        self.output_size = argument_validation.check_size(output_size, "output_size")
-        self.transform = localization_head.check_transform(transform)
-        self.align_corners = bool(align_corners)
+        self.output_size = argument_validation.check_size(
+            output_size, "output_size"
+        )
+        self.transform = argument_validation.check_transform(transform)
+        self.align_corners = argument_validation.check_bool(
+            align_corners, "align_corners"
+        )
 
     def call(self, theta):
         return transforms.grid_for(

@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from keras_stn.utils import argument_validation
+
 
 def default_localization(size=32, filters=20, units=50, name=None):
     """A small CNN trunk, after the paper's MNIST localization network.
@@ -21,7 +23,13 @@ def default_localization(size=32, filters=20, units=50, name=None):
     Returns:
         An unbuilt `keras.Sequential` mapping `(B, H, W, C)` to
         `(B, units)`.
+    Raises:
+        ValueError: if `size`, `filters` or `units` is not a positive int.
     """
+    size = argument_validation.check_positive_int(size, "size")
+    filters = argument_validation.check_positive_int(filters, "filters")
+    units = argument_validation.check_positive_int(units, "units")
+    argument_validation.check_optional_str(name, "name")
     return keras.Sequential(
         [
             layers.Resizing(size, size),

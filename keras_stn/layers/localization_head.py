@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_stn import initializers
 from keras_stn.ops import transforms
+from keras_stn.utils import argument_validation
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -20,12 +21,12 @@ class LocalizationHead(keras.layers.Layer):
         transform: str, a registered family name. Defaults to `"affine"`.
         kernel_initializer: initializer of the `(F, P)` kernel. Defaults to
             `"zeros"`.
-        lr_multiplier: float > 0, multiplies the gradient that reaches theta
-            (and so every localization weight behind it). With SGD, with or
-            without momentum (the paper's optimizer), this is exactly a
-            learning-rate multiplier for the localization branch; adaptive
-            optimizers (Adam, RMSprop) divide gradient scale out, so there
-            it changes nearly nothing. Defaults to 1.
+        lr_multiplier: finite float > 0, multiplies the gradient that
+            reaches theta (and so every localization weight behind it).
+            With SGD, with or without momentum (the paper's optimizer),
+            this is exactly a learning-rate multiplier for the localization
+            branch; adaptive optimizers (Adam, RMSprop) divide gradient
+            scale out, so there it changes nearly nothing. Defaults to 1.
     Call arguments:
         features: float tensor `(B, F)`.
     Returns:
@@ -43,23 +44,27 @@ class LocalizationHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.family = transforms.get(check_transform(transform))
-        if not isinstance(lr_multiplier, (int, float)) or lr_multiplier <= 0:
-            raise ValueError(
-                "`lr_multiplier` must be a positive number. Received: "
-                f"lr_multiplier={lr_multiplier!r}"
-            )
+        self.family = transforms.get(
+            argument_validation.check_transform(transform)
+        )
+        # Finite: a NaN or inf multiplier would turn every localization
+        # gradient into NaN.
+        self.lr_multiplier = argument_validation.check_positive_float(
+            lr_multiplier, "lr_multiplier"
+        )
         self.transform = transform
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.lr_multiplier = float(lr_multiplier)
 
     def build(self, features_shape):
-        if len(features_shape) != 2 or features_shape[-1] is None:
-            raise ValueError(
-                "`features` must have shape (B, F) with a known F: flatten or "
-                "pool the localization output first. Received: "
-                f"features.shape={tuple(features_shape)}"
-            )
+        argument_validation.check_shape(
+            features_shape,
+            2,
+            "features",
+            "(B, F)",
+            known_axes=(1,),
+            hint="with a known F: flatten or pool the localization output "
+            "first",
+        )
         num_params = self.family.num_params
         self.kernel = self.add_weight(
             name="kernel",
@@ -108,13 +113,5 @@ def _scale_gradient(x, scale):
     return _scale(x)
 
 
-def check_transform(transform):
-    """Validates a family name for a layer argument (serializable str)."""
-    if not isinstance(transform, str):
-        raise ValueError(
-            "`transform` must be a registered family name (str); register a "
-            "custom Transform with keras_stn.ops.transforms.register. "
-            f"Received: transform={transform!r}"
-        )
-    transforms.get(transform)
-    return transform
+# The family-name check under the name models.mnist_nets calls.
+check_transform = argument_validation.check_transform

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_stn.layers import spatial_transformer
 from keras_stn.ops import transforms
+from keras_stn.utils import argument_validation
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -33,6 +34,7 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
             return_theta, return_grid) and layer arguments.
     Call arguments:
         inputs: float tensor `(B, H, W, C)`.
+        training: bool or None, passed to the localization.
     Returns:
         The merged outputs; with `return_theta`, also theta
         `(B, num_transformers, P)`; with `return_grid`, also the grids
@@ -40,6 +42,9 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
     Raises:
         ValueError: a bad `num_transformers` or `merge`, and as
             `SpatialTransformer`.
+
+    `views(inputs)` (inherited) gives each head's theta, grid and output
+    unmerged: lists of `num_transformers` tensors.
     """
 
     _MERGES = ("list", "concat")
@@ -52,20 +57,10 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
         merge="list",
         **kwargs,
     ):
-        if (
-            isinstance(num_transformers, bool)
-            or not isinstance(num_transformers, int)
-            or num_transformers < 1
-        ):
-            raise ValueError(
-                "`num_transformers` must be a positive int. Received: "
-                f"num_transformers={num_transformers!r}"
-            )
-        if merge not in self._MERGES:
-            raise ValueError(
-                f"`merge` must be one of {self._MERGES}. Received: "
-                f"merge={merge!r}"
-            )
+        num_transformers = argument_validation.check_positive_int(
+            num_transformers, "num_transformers"
+        )
+        argument_validation.check_choice(merge, self._MERGES, "merge")
         self.num_transformers = num_transformers
         self.merge = merge
         super().__init__(localization, transform, **kwargs)
@@ -73,19 +68,14 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
     def _head_names(self):
         return [f"head_{i}" for i in range(self.num_transformers)]
 
-    def call(self, inputs):
-        features = self.localization(inputs)
-        outputs, thetas, grids = [], [], []
-        for head in self.heads:
-            theta = head(features)
-            out, grid = self._transform(inputs, theta)
-            outputs.append(out)
-            thetas.append(theta)
-            grids.append(grid)
+    def _merge(self, views):
+        outputs = views["outputs"]
         if self.merge == "concat":
             outputs = ops.concatenate(outputs, axis=-1)
         return self._pack(
-            outputs, ops.stack(thetas, axis=1), ops.stack(grids, axis=1)
+            outputs,
+            ops.stack(views["theta"], axis=1),
+            ops.stack(views["grids"], axis=1),
         )
 
     def compute_output_shape(self, inputs_shape):

@@ -1,13 +1,16 @@
 """The whole spatial transformer module of the paper."""
 
+import contextlib
+
 import keras
+from keras import ops
 
 from keras_stn.layers import bilinear_sampler
 from keras_stn.layers import localization as localization_lib
 from keras_stn.layers import localization_head
-from keras_stn.utils import argument_validation
 from keras_stn.ops import sampler
 from keras_stn.ops import transforms
+from keras_stn.utils import argument_validation
 
 
 @keras.saving.register_keras_serializable(package="keras_stn")
@@ -20,7 +23,18 @@ class SpatialTransformer(keras.layers.Layer):
     to `output_size`). Works on images and on feature maps, in series and in
     `Sequential`, functional and subclassed models.
     Convention: theta maps output points to input points (see
-    `keras_stn.ops`).
+    `keras_stn.ops`); tensors are channels-last whatever
+    `keras.config.image_data_format()` says, and building under
+    `"channels_first"` raises.
+
+    Non-finite inputs: a sample whose input holds a NaN or an inf is
+    isolated from the rest of the batch. The localization reads zeros in
+    its place, so its features and theta are finite and its theta gets a
+    zero gradient: it adds nothing to the localization weights' gradient,
+    which equals that of the batch without it. Its output is what sampling
+    its own (non-finite) input with that theta gives. Only layers of the
+    localization that mix samples (batch normalization while training) see
+    the zeros.
 
     Args:
         localization: a Keras layer or model mapping the input to features
@@ -31,25 +45,35 @@ class SpatialTransformer(keras.layers.Layer):
         padding_mode: `"zeros"` (default), `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
         antialias: bool or int supersampling factor. Defaults to `False`.
-        lr_multiplier: float, the localization branch's gradient multiplier
-            (a learning-rate multiplier under SGD; see `LocalizationHead`).
+        lr_multiplier: finite float > 0, the localization branch's gradient
+            multiplier (a learning-rate multiplier under SGD; see
+            `LocalizationHead`). Defaults to 1.
         return_theta: bool, also return theta `(B, P)`.
         return_grid: bool, also return the grid `(B, H_out, W_out, 2)`.
     Call arguments:
         inputs: float tensor `(B, H, W, C)`.
+        training: bool or None, passed to the localization.
     Returns:
         `(B, H_out, W_out, C)`, or a tuple `(outputs, theta[, grid])` /
         `(outputs, grid)` when asked for.
     Raises:
-        ValueError: bad arguments at construction; inputs that are not
-            rank 4, an unknown spatial size with no `output_size`, or a
-            localization whose output is not `(B, F)`, when built.
+        ValueError: bad arguments at construction (a non-bool
+            `align_corners`, `return_theta` or `return_grid`, a
+            non-finite `lr_multiplier`, ...); when built, inputs that are
+            not rank 4, an unknown spatial size with no `output_size`, a
+            localization whose output is not `(B, F)`, or
+            `keras.config.image_data_format()` other than
+            `"channels_last"`.
+
+    `views(inputs)` gives each head's theta, grid and output, and
+    `warp(inputs, theta)` one head's sampling; `recording_inputs()` records
+    what the layer receives inside any model (see `keras_stn.viz`).
 
     Example:
     >>> import numpy as np
     >>> layer = SpatialTransformer(transform="attention", output_size=(8, 8))
-    >>> layer(np.zeros((2, 16, 16, 3), "float32")).shape
-    TensorShape([2, 8, 8, 3])
+    >>> tuple(layer(np.zeros((2, 16, 16, 3), "float32")).shape)
+    (2, 8, 8, 3)
     """
 
     def __init__(
@@ -67,21 +91,18 @@ class SpatialTransformer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.transform = localization_head.check_transform(transform)
+        self.transform = argument_validation.check_transform(transform)
         self.output_size = (
             None
             if output_size is None
             else argument_validation.check_size(output_size, "output_size")
         )
         bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
-        if localization is not None and not isinstance(
-            localization, keras.layers.Layer
-        ):
-            raise ValueError(
-                "`localization` must be a Keras layer or model mapping the "
-                "input to (B, F) features, or None for the default. "
-                f"Received: localization={localization!r}"
-            )
+        argument_validation.check_optional_layer(
+            localization,
+            "localization",
+            "mapping the input to (B, F) features, or None for the default",
+        )
         self.localization = (
             localization
             if localization is not None
@@ -89,12 +110,22 @@ class SpatialTransformer(keras.layers.Layer):
         )
         self.kernel = kernel
         self.padding_mode = padding_mode
-        self.align_corners = bool(align_corners)
+        self.align_corners = argument_validation.check_bool(
+            align_corners, "align_corners"
+        )
         self.antialias = antialias
-        self.lr_multiplier = lr_multiplier
-        self.return_theta = bool(return_theta)
-        self.return_grid = bool(return_grid)
+        self.lr_multiplier = argument_validation.check_positive_float(
+            lr_multiplier, "lr_multiplier"
+        )
+        self.return_theta = argument_validation.check_bool(
+            return_theta, "return_theta"
+        )
+        self.return_grid = argument_validation.check_bool(
+            return_grid, "return_grid"
+        )
         self.heads = self._make_heads()
+        # A plain object, so Keras' attribute tracking leaves it alone.
+        self._recorder = _InputRecorder()
 
     def _head_names(self):
         """One name per head; subclasses with several heads override it."""
@@ -112,11 +143,9 @@ class SpatialTransformer(keras.layers.Layer):
         ]
 
     def _sample_size(self, inputs_shape):
-        if len(inputs_shape) != 4:
-            raise ValueError(
-                f"`inputs` of {type(self).__name__} must have shape "
-                f"(B, H, W, C). Received: inputs.shape={tuple(inputs_shape)}"
-            )
+        argument_validation.check_shape(
+            inputs_shape, 4, "inputs", "(B, H, W, C)", type(self).__name__
+        )
         if self.output_size is not None:
             return self.output_size
         if inputs_shape[1] is None or inputs_shape[2] is None:
@@ -128,6 +157,9 @@ class SpatialTransformer(keras.layers.Layer):
         return (int(inputs_shape[1]), int(inputs_shape[2]))
 
     def build(self, inputs_shape):
+        # The default localization's convolutions read the global format;
+        # the sampler always warps axes 1 and 2.
+        argument_validation.check_channels_last(type(self).__name__)
         self._sample_size(inputs_shape)
         if not self.localization.built:
             self.localization.build(inputs_shape)
@@ -142,7 +174,33 @@ class SpatialTransformer(keras.layers.Layer):
         for head in self.heads:
             head.build(features_shape)
 
-    def _transform(self, inputs, theta):
+    def warp(self, inputs, theta):
+        """Samples `inputs` where theta sends this layer's output grid.
+
+        One head's grid generator and sampler, with this layer's transform,
+        output size and sampling options: what `call` does after the
+        localization.
+        Convention: theta maps output points to input points.
+
+        Args:
+            inputs: float tensor `(B, H, W, C)`.
+            theta: float tensor `(B, P)`, P the family's `num_params`.
+        Returns:
+            A tuple `(outputs, grid)`: `outputs` `(B, H_out, W_out, C)`
+            and `grid` `(B, H_out, W_out, 2)`, `(x, y)` in `[-1, 1]`.
+        Raises:
+            ValueError: inputs that are not rank 4, or theta of the wrong
+                size for the family.
+
+        Example:
+        >>> import numpy as np
+        >>> layer = SpatialTransformer(transform="attention")
+        >>> images = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        >>> right_half = np.array([[0.5, 0.5, 0.0]], "float32")
+        >>> outputs, grid = layer.warp(images, right_half)
+        >>> tuple(outputs.shape), tuple(grid.shape)
+        ((1, 4, 4, 1), (1, 4, 4, 2))
+        """
         size = self._sample_size(inputs.shape)
         grid = transforms.grid_for(
             self.transform, theta, size, self.align_corners
@@ -157,11 +215,104 @@ class SpatialTransformer(keras.layers.Layer):
         )
         return outputs, grid
 
-    def call(self, inputs):
-        features = self.localization(inputs)
-        theta = self.heads[0](features)
-        outputs, grid = self._transform(inputs, theta)
-        return self._pack(outputs, theta, grid)
+    def _localize(self, inputs, training):
+        """`(features, finite)`: the localization's features, computed on
+        zeros for samples with a non-finite value, and a `(B,)` mask of the
+        samples that are finite."""
+        finite = ops.all(ops.isfinite(inputs), axis=(1, 2, 3))
+        clean = ops.where(
+            finite[:, None, None, None], inputs, ops.zeros_like(inputs)
+        )
+        return self.localization(clean, training=training), finite
+
+    def _views(self, inputs, training):
+        features, finite = self._localize(inputs, training)
+        views = {"theta": [], "grids": [], "outputs": []}
+        for head in self.heads:
+            theta = head(features)
+            # A non-finite input makes the sampler's theta gradient NaN
+            # even for a finite theta; stop it before it meets the finite
+            # features of that sample in the head's kernel gradient.
+            theta = ops.where(finite[:, None], theta, ops.stop_gradient(theta))
+            outputs, grid = self.warp(inputs, theta)
+            views["theta"].append(theta)
+            views["grids"].append(grid)
+            views["outputs"].append(outputs)
+        return views
+
+    def views(self, inputs, training=False):
+        """Each head's theta, grid and output for `inputs`.
+
+        The same computation as `call`, per head and unmerged, without
+        Keras' `__call__` (builds the layer if needed; nothing is
+        recorded). `keras_stn.viz.transformer_views` draws it.
+        Convention: as the layer.
+
+        Args:
+            inputs: float tensor `(B, H, W, C)`, what the layer receives;
+                cast to the layer's compute dtype.
+            training: bool, passed to the localization. Defaults to
+                `False`.
+        Returns:
+            A dict of lists with one tensor per head, in head order (N
+            heads; 1 for `SpatialTransformer`): `"theta"` `(B, P)`,
+            `"grids"` `(B, H_out, W_out, 2)`, `"outputs"`
+            `(B, H_out, W_out, C)`.
+        Raises:
+            ValueError: as `build`.
+
+        Example:
+        >>> import numpy as np
+        >>> layer = SpatialTransformer(
+        ...     transform="attention", output_size=(8, 8)
+        ... )
+        >>> views = layer.views(np.zeros((2, 16, 16, 3), "float32"))
+        >>> [tuple(v[0].shape) for v in views.values()]
+        [(2, 3), (2, 8, 8, 2), (2, 8, 8, 3)]
+        """
+        inputs = ops.cast(ops.convert_to_tensor(inputs), self.compute_dtype)
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        return self._views(inputs, training)
+
+    @contextlib.contextmanager
+    def recording_inputs(self):
+        """Records what this layer receives while the context is active.
+
+        Yields a list to which every call of the layer appends its
+        `inputs` (after Keras casts them to the compute dtype), wherever
+        the layer sits: functional, Sequential or subclassed models, at any
+        depth. Eager calls record tensors, calls traced into a graph
+        (`tf.function`, `jax.jit`, building a functional model) symbolic
+        ones. Contexts nest; each records every call made while it is
+        active.
+
+        Example:
+        >>> import numpy as np
+        >>> layer = SpatialTransformer(transform="attention")
+        >>> model = keras.Sequential([keras.layers.Rescaling(2.0), layer])
+        >>> with layer.recording_inputs() as received:
+        ...     _ = model(np.ones((1, 16, 16, 1), "float32"))
+        >>> len(received), float(received[0][0, 0, 0, 0])
+        (1, 2.0)
+        """
+        received = []
+        self._recorder.lists.append(received)
+        try:
+            yield received
+        finally:
+            self._recorder.close(received)
+
+    def call(self, inputs, training=None):
+        self._recorder.record(inputs)
+        return self._merge(self._views(inputs, training))
+
+    def _merge(self, views):
+        """The call's result from one head's views; subclasses with
+        several heads override it."""
+        return self._pack(
+            views["outputs"][0], views["theta"][0], views["grids"][0]
+        )
 
     def _pack(self, outputs, theta, grid):
         extra = []
@@ -202,3 +353,19 @@ class SpatialTransformer(keras.layers.Layer):
             config["localization"]
         )
         return cls(**config)
+
+
+class _InputRecorder:
+    """The lists that `recording_inputs` contexts hold open."""
+
+    def __init__(self):
+        self.lists = []
+
+    def record(self, inputs):
+        for received in self.lists:
+            received.append(inputs)
+
+    def close(self, received):
+        # By identity: `list.remove` compares contents, and two contexts
+        # may hold equal lists.
+        self.lists = [other for other in self.lists if other is not received]

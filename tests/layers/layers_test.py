@@ -183,7 +183,7 @@ def test_transformers_compose_in_series_and_sequential_and_subclassed():
         ({"padding_mode": "edge"}, r"`padding_mode` must be one of"),
         ({"kernel": "area"}, r"`kernel` must be one of"),
         ({"localization": "cnn"}, r"`localization` must be a Keras layer"),
-        ({"lr_multiplier": 0}, r"`lr_multiplier` must be a positive"),
+        ({"lr_multiplier": 0}, r"`lr_multiplier` must be a finite number"),
     ],
 )
 def test_bad_constructor_arguments_name_the_argument(kwargs, pattern):
