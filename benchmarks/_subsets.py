@@ -2,13 +2,17 @@
 mnist,cub`) and per-workload defaults (`--repeats`)."""
 
 
-def add_subset_argument(parser, flag, names):
-    """Adds `flag` taking a comma-separated subset of `names` (all by
-    default)."""
+def add_subset_argument(parser, flag, names, default=None, note=""):
+    """Adds `flag` taking a comma-separated subset of `names`.
+
+    Args:
+        default: the names selected without the flag (all by default).
+        note: text appended to the help, e.g. what the default leaves out.
+    """
     parser.add_argument(
         flag,
-        default=",".join(names),
-        help="comma-separated subset of: " + ", ".join(names),
+        default=",".join(names if default is None else default),
+        help="comma-separated subset of: " + ", ".join(names) + note,
     )
 
 
