@@ -35,9 +35,11 @@ compilation: the `first call` column), `--warmup` untimed calls, then
 `--repeats` timed calls of the forward, then the same for the step; every
 call waits for its results before the clock stops. Times are in ms:
 median (25th-75th percentile) and min; `x torch` is the median over the
-torch peer's median with the same gradients. The check lines give, per
-variant, the largest absolute difference from the first variant's output
-and gradients (the loss relative), so a peer is seen to compute the same.
+torch peer's median with the same gradients. The step reads its loss back
+to the host, as a training loop that logs it does. The check lines give,
+per variant, the largest absolute difference of its output and gradients
+from those of the first variant with the same gradients (the loss
+relative), so a peer is seen to compute the same thing.
 
 Memory: each variant's step runs again in a fresh process. On the CPU the
 column is the peak resident set size (VmHWM) during a few warmed-up steps
@@ -52,6 +54,8 @@ Run from the repository root:
 
     KERAS_BACKEND=jax python benchmarks/sampler_benchmark.py
     python benchmarks/sampler_benchmark.py --workloads mnist --repeats 50
+    python benchmarks/sampler_benchmark.py --workloads mnist --batch-size 8 \
+        --repeats 2 --warmup 1 --no-memory  # a smoke run
     python benchmarks/sampler_benchmark.py --variants stn-xla,torch \\
         --no-memory --json sampler.json
 """
