@@ -805,7 +805,7 @@ class DistortedMNIST(_Source):
         manual_dir: str or None, the folder holding the four original MNIST
             files; defaults to `$KERAS_STN_MNIST_DIR` (see `arrays`).
         seed: int or None. Defaults to 0. None: a fresh seed for training
-            (see `seed`), 0 otherwise.
+            (kept in the `seed` attribute), 0 otherwise.
         training: bool or None: shuffle and draw fresh distortions every
             epoch. Defaults to whether `split` starts with `"train"`.
         drop_remainder: bool, drop a last, smaller batch. Defaults to False.

@@ -307,6 +307,19 @@ def test_training_epochs_differ_repeat_and_resume_exactly(manual_dir):
         make(initial_epoch=2, epochs=3)[4]
 
 
+def test_numpy_output_equals_the_tensors(manual_dir):
+    def make(**kwargs):
+        return source.TwoDigitCanvas(
+            "test[:40]", 20, manual_dir=manual_dir, **kwargs
+        )
+
+    tensors, arrays_ = make()[1], make(return_numpy=True)[1]
+    assert isinstance(arrays_[0], np.ndarray)
+    assert not isinstance(tensors[0], np.ndarray)
+    np.testing.assert_array_equal(arrays_[0], _numpy(tensors[0]))
+    np.testing.assert_array_equal(arrays_[1], tensors[1])
+
+
 # (d) Identity settings return the digits where they belong. -------------
 
 
