@@ -546,3 +546,56 @@ def check_writable_folder(path, name):
             f"Received: {name}={path!r} ({existing!r} is not writable)"
         )
     return path
+
+
+# Checks for the 3-D samplers and the dense displacement fields. --------------
+
+
+def check_volume_size(size, name="size"):
+    """Returns `size` as a tuple of three positive Python ints `(D, H, W)`.
+
+    Raises:
+        ValueError: if `size` is not three positive integers.
+    """
+    try:
+        values = tuple(size)
+    except TypeError:
+        values = None
+    if (
+        values is None
+        or len(values) != 3
+        or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            for v in values
+        )
+        or min(values) < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be three positive ints `(D, H, W)`. "
+            f"Received: {name}={size!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def check_non_empty_axes(x, axes, name, form):
+    """Raises a ValueError if a static size of `x` along `axes` is 0."""
+    if any(x.shape[axis] == 0 for axis in axes):
+        raise ValueError(
+            f"`{name}` must have shape {form} with non-empty spatial axes. "
+            f"Received: {name}.shape={tuple(x.shape)}"
+        )
+
+
+def check_same_spatial_shape(a, b, name_a, name_b):
+    """Raises a ValueError if static sizes of axes 1 to -2 of two tensors of
+    the same rank differ (the spatial axes of channels-last tensors)."""
+    pairs = zip(a.shape[1:-1], b.shape[1:-1])
+    if len(a.shape) != len(b.shape) or any(
+        sa is not None and sb is not None and sa != sb for sa, sb in pairs
+    ):
+        raise ValueError(
+            f"`{name_a}` and `{name_b}` must have the same spatial shape "
+            f"(the axes between batch and channels). Received: "
+            f"{name_a}.shape={tuple(a.shape)}, {name_b}.shape="
+            f"{tuple(b.shape)}"
+        )
