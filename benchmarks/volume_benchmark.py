@@ -1,0 +1,453 @@
+"""Benchmarks the 3-D affine grid + trilinear sampler, forward and backward.
+
+Measures, per workload, the wall-clock time of the forward pass
+(`affine_grid_3d` then `trilinear_sample`, zeros padding,
+align_corners=False) and of forward+backward: the loss
+`0.5 * sum((output - target) ** 2)`, which depends on the output, and its
+gradients w.r.t. volumes and theta; the step returns the loss. Variants:
+
+- the package's ops on the Keras backend: `stn` (`tf.function`) and
+  `stn-xla` (`jit_compile=True`) on TensorFlow, `stn-jit` (`jax.jit`) on
+  JAX, `stn-eager` on PyTorch;
+- `torch`: PyTorch's 5-D `affine_grid` + `grid_sample` on the same data
+  (NCDHW), when `import torch` works (on CUDA when there is a GPU).
+
+Workloads: `b2-96c1` (2 x 96^3 x 1 -> 96^3) and `b1-64c8` (1 x 64^3 x 8
+-> 64^3); theta is the identity plus N(0, 0.05) noise, fixed seed. Each
+variant is timed in its own block (`_timing.time_block`): the first call
+(tracing, compilation) is reported apart, then a warm-up, then the timed
+repeats; times are medians with the interquartile range, in ms, and
+`x torch` is a median over torch's. Every clock stop waits for the device.
+On a GPU, the last column is the framework's peak device memory during the
+timed steps over what was allocated before them (blank on the CPU, where
+the frameworks' pooling allocators make RSS a poor measure).
+
+Run from the repository root:
+
+    python benchmarks/volume_benchmark.py
+    python benchmarks/volume_benchmark.py --workloads b1-64c8 --repeats 5
+    KERAS_BACKEND=jax python benchmarks/volume_benchmark.py
+    python benchmarks/volume_benchmark.py --size 8 --repeats 1 --warmup 0
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Run as a script, `benchmarks/` is on sys.path; the package sits above it.
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _device  # noqa: E402
+import _timing  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_stn.ops import volumes  # noqa: E402
+
+WORKLOADS = {
+    # name: (batch, (D, H, W, C) input, (D_out, H_out, W_out) output)
+    "b2-96c1": (2, (96, 96, 96, 1), (96, 96, 96)),
+    "b1-64c8": (1, (64, 64, 64, 8), (64, 64, 64)),
+}
+SEED = 1234
+
+
+def make_data(workload, size=None):
+    """Numpy volumes, theta and target of a workload (cubes of `size`
+    voxels instead of the workload's when given, for smoke runs)."""
+    batch, (depth, height, width, channels), out_size = WORKLOADS[workload]
+    if size:
+        depth = height = width = size
+        out_size = (size, size, size)
+    rng = np.random.default_rng(SEED)
+    vols = rng.random((batch, depth, height, width, channels), np.float32)
+    theta = np.eye(3, 4, dtype=np.float32) + rng.normal(
+        0.0, 0.05, (batch, 3, 4)
+    ).astype(np.float32)
+    target = rng.random((batch, *out_size, channels), np.float32)
+    return {
+        "volumes": vols,
+        "theta": theta,
+        "target": target,
+        "out_size": out_size,
+    }
+
+
+def variant_names():
+    """The variants this Keras backend can run, ours first."""
+    names = {
+        "tensorflow": ["stn", "stn-xla"],
+        "jax": ["stn-jit"],
+        "torch": ["stn-eager"],
+    }[keras.backend.backend()]
+    if importlib.util.find_spec("torch") is not None:
+        names.append("torch")
+    return names
+
+
+def _stn_sample(out_size):
+    def sample(vols, theta):
+        grid = volumes.affine_grid_3d(theta, out_size)
+        return volumes.trilinear_sample(vols, grid)
+
+    return sample
+
+
+def _build_tf(data, jit, gpu):
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    sample = _stn_sample(data["out_size"])
+    vols = tf.constant(data["volumes"])
+    theta = tf.constant(data["theta"])
+    target = tf.constant(data["target"])
+
+    @tf.function(jit_compile=jit)
+    def forward_fn(vols, theta):
+        return sample(vols, theta)
+
+    @tf.function(jit_compile=jit)
+    def step_fn(vols, theta, target):
+        with tf.GradientTape() as tape:
+            tape.watch([vols, theta])
+            loss = 0.5 * tf.reduce_sum(tf.square(sample(vols, theta) - target))
+        return loss, tape.gradient(loss, [vols, theta])
+
+    def wait(tensors):
+        # On a GPU the kernels may still be queued: one value of each.
+        if gpu:
+            for t in tf.nest.flatten(tensors):
+                tf.reshape(t, [-1])[0].numpy()
+
+    def forward():
+        output = forward_fn(vols, theta)
+        wait(output)
+        return output
+
+    def step():
+        loss, grads = step_fn(vols, theta, target)
+        loss.numpy()
+        wait(grads)
+        return loss, grads
+
+    return forward, step
+
+
+def _build_jax(data):
+    import jax
+    import jax.numpy as jnp
+
+    sample = _stn_sample(data["out_size"])
+    vols = jnp.asarray(data["volumes"])
+    theta = jnp.asarray(data["theta"])
+    target = jnp.asarray(data["target"])
+
+    def loss_fn(vols, theta, target):
+        return 0.5 * jnp.sum(jnp.square(sample(vols, theta) - target))
+
+    forward_fn = jax.jit(sample)
+    step_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
+
+    def forward():
+        return jax.block_until_ready(forward_fn(vols, theta))
+
+    def step():
+        loss, grads = step_fn(vols, theta, target)
+        float(loss)
+        return loss, list(jax.block_until_ready(grads))
+
+    return forward, step
+
+
+def _torch_wait(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _build_torch_backend(data):
+    import torch
+
+    sample = _stn_sample(data["out_size"])
+    vols = keras.ops.convert_to_tensor(data["volumes"]).requires_grad_()
+    theta = keras.ops.convert_to_tensor(data["theta"]).requires_grad_()
+    target = keras.ops.convert_to_tensor(data["target"])
+
+    def forward():
+        with torch.no_grad():
+            output = sample(vols, theta)
+        _torch_wait(output.device)
+        return output
+
+    def step():
+        loss = 0.5 * torch.sum(torch.square(sample(vols, theta) - target))
+        grads = torch.autograd.grad(loss, [vols, theta])
+        loss.item()
+        _torch_wait(loss.device)
+        return loss, list(grads)
+
+    return forward, step
+
+
+def _build_torch_peer(data, gpu):
+    """PyTorch's own 5-D `affine_grid` + `grid_sample`, NCDHW."""
+    import torch
+    import torch.nn.functional as functional
+
+    device = torch.device(
+        "cuda" if gpu and torch.cuda.is_available() else "cpu"
+    )
+
+    def ncdhw(array):
+        tensor = torch.from_numpy(array).permute(0, 4, 1, 2, 3).contiguous()
+        return tensor.to(device)
+
+    vols = ncdhw(data["volumes"]).requires_grad_()
+    theta = torch.from_numpy(data["theta"]).to(device).requires_grad_()
+    target = ncdhw(data["target"])
+    size = (vols.shape[0], vols.shape[1], *data["out_size"])
+
+    def sample(vols, theta):
+        grid = functional.affine_grid(theta, size, align_corners=False)
+        return functional.grid_sample(
+            vols, grid, "bilinear", "zeros", align_corners=False
+        )
+
+    def forward():
+        with torch.no_grad():
+            output = sample(vols, theta)
+        _torch_wait(device)
+        return output.permute(0, 2, 3, 4, 1)
+
+    def step():
+        loss = 0.5 * torch.sum(torch.square(sample(vols, theta) - target))
+        grads = list(torch.autograd.grad(loss, [vols, theta]))
+        loss.item()
+        _torch_wait(device)
+        grads[0] = grads[0].permute(0, 2, 3, 4, 1)
+        return loss, grads
+
+    return forward, step
+
+
+def build(variant, data, gpu):
+    """Returns `(forward, step)`: zero-argument callables that return
+    once their results are ready (`step` returns `(loss, grads)`)."""
+    if variant == "torch":
+        return _build_torch_peer(data, gpu)
+    if variant == "stn-jit":
+        return _build_jax(data)
+    if variant == "stn-eager":
+        return _build_torch_backend(data)
+    return _build_tf(data, variant == "stn-xla", gpu)
+
+
+def to_numpy(x):
+    if hasattr(x, "detach"):  # torch
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _gpu_memory(variant):
+    """`(reset, current, peak)` byte counters of the variant's framework on
+    the GPU; `reset` is None where the peak cannot be reset."""
+    framework = "torch" if variant == "torch" else keras.backend.backend()
+    if framework == "torch":
+        import torch
+
+        return (
+            torch.cuda.reset_peak_memory_stats,
+            torch.cuda.memory_allocated,
+            torch.cuda.max_memory_allocated,
+        )
+    if framework == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return (
+            None,
+            lambda: device.memory_stats()["bytes_in_use"],
+            lambda: device.memory_stats()["peak_bytes_in_use"],
+        )
+    import tensorflow as tf
+
+    return (
+        lambda: tf.config.experimental.reset_memory_stats("GPU:0"),
+        lambda: tf.config.experimental.get_memory_info("GPU:0")["current"],
+        lambda: tf.config.experimental.get_memory_info("GPU:0")["peak"],
+    )
+
+
+def run_variant(variant, data, repeats, warmup, gpu):
+    """Builds and times one variant in its own block."""
+    forward, step = build(variant, data, gpu)
+    start = time.perf_counter()
+    output, (loss, grads) = forward(), step()
+    first_s = time.perf_counter() - start
+    result = {
+        "first_s": first_s,
+        "out": to_numpy(output),
+        "loss": float(to_numpy(loss)),
+        "grads": [to_numpy(g) for g in grads],
+        "fwd": _timing.summarize(_timing.time_block(forward, repeats, warmup)),
+    }
+    memory = None
+    if gpu:
+        reset, current, peak = _gpu_memory(variant)
+        if reset is not None:
+            reset()
+        before = current()
+    result["step"] = _timing.summarize(
+        _timing.time_block(step, repeats, warmup)
+    )
+    if gpu:
+        memory = (peak() - before) / 2**20
+    result["memory_mib"] = memory
+    return result
+
+
+def _differences(name, mine, ref):
+    """Max |difference| of a variant's results from the first variant's."""
+    loss_rel = abs(mine["loss"] - ref["loss"]) / max(abs(ref["loss"]), 1e-30)
+    cells = [
+        f"out {np.max(np.abs(mine['out'] - ref['out'])):.1e}",
+        f"loss (rel) {loss_rel:.1e}",
+    ]
+    for label, a, b in zip(("volumes", "theta"), mine["grads"], ref["grads"]):
+        scale = float(np.max(np.abs(b)))
+        cells.append(f"d{label} {np.max(np.abs(a - b)):.1e} (of {scale:.1e})")
+    return f"- {name}: " + ", ".join(cells)
+
+
+def run(args, gpu):
+    rows, checks = [], []
+    for workload in args.workloads:
+        data = make_data(workload, args.size)
+        results = {}
+        for variant in args.variants:
+            results[variant] = run_variant(
+                variant, data, args.repeats, args.warmup, gpu
+            )
+            print(f"{workload}: {variant} done", file=sys.stderr)
+        base = args.variants[0]
+        checks.append(f"{workload}, max |difference| from {base}:")
+        for variant in args.variants[1:]:
+            checks.append(
+                _differences(variant, results[variant], results[base])
+            )
+        peer = results.get("torch")
+        for variant in args.variants:
+            result = results[variant]
+            rows.append(
+                {
+                    "workload": workload,
+                    "variant": variant,
+                    "first_s": result["first_s"],
+                    "fwd": result["fwd"],
+                    "step": result["step"],
+                    "x_torch": {
+                        key: (
+                            result[key]["median"] / peer[key]["median"]
+                            if peer
+                            else None
+                        )
+                        for key in ("fwd", "step")
+                    },
+                    "memory_mib": result["memory_mib"],
+                }
+            )
+    return rows, checks
+
+
+def table(rows):
+    lines = [
+        "| workload | variant | fwd ms median (IQR) | fwd x torch"
+        " | fwd+bwd ms median (IQR) | fwd+bwd x torch | peak MiB"
+        " | first call s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = []
+        for key in ("fwd", "step"):
+            ratio = row["x_torch"][key]
+            cells += [
+                _timing.spread_cell(row[key]),
+                "" if ratio is None else f"{ratio:.2f}",
+            ]
+        memory = row["memory_mib"]
+        lines.append(
+            f"| {row['workload']} | {row['variant']} | {' | '.join(cells)} "
+            f"| {'' if memory is None else f'{memory:.0f}'} "
+            f"| {row['first_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    names = variant_names()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workloads",
+        type=lambda s: s.split(","),
+        default=list(WORKLOADS),
+        help=f"comma-separated, from {', '.join(WORKLOADS)} (default: all)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=lambda s: s.split(","),
+        default=names,
+        help=f"comma-separated, from {', '.join(names)} (default: all)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed calls (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed calls (default 2)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="cubes of this many voxels instead of the workloads' (smoke runs)",
+    )
+    parser.add_argument("--json", default=None, help="also write rows here")
+    args = parser.parse_args(argv)
+    for name, chosen, valid in (
+        ("--workloads", args.workloads, list(WORKLOADS)),
+        ("--variants", args.variants, names),
+    ):
+        unknown = [c for c in chosen if c not in valid]
+        if unknown:
+            parser.error(f"{name}: unknown {unknown}; choose from {valid}")
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.size is not None and args.size < 1:
+        parser.error("--size must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    gpu = _device.has_gpu()
+    extras = []
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        extras.append(f"torch {torch.__version__}")
+    print(_device.header(*extras))
+    rows, checks = run(args, gpu)
+    print(table(rows))
+    print("\n".join(checks))
+    if args.json:
+        _timing.write_json(
+            args.json, {"header": _device.header(*extras), "rows": rows}
+        )
+
+
+if __name__ == "__main__":
+    main()
