@@ -1,8 +1,14 @@
-"""Shared test helpers: dtype-keyed tolerances, Jacobian and oracle checks."""
+"""Shared test helpers: dtype-keyed tolerances, gradients, Jacobian and
+oracle checks, and the Keras layer contract, on every Keras backend.
 
+Gradients come from the backend's own machinery (a TensorFlow tape,
+`jax.vjp`, `torch.autograd`), so a test written once checks the custom
+gradients on TensorFlow, JAX and PyTorch.
+"""
+
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 # The registered families of the paper's Table 1, plus TPS.
 FAMILIES = [
@@ -24,43 +30,185 @@ TOLERANCES = {
 }
 
 
+def backend():
+    """The Keras backend's name: `"tensorflow"`, `"jax"` or `"torch"`."""
+    return keras.backend.backend()
+
+
 def tolerance(dtype):
-    return TOLERANCES[tf.as_dtype(dtype).name]
+    return TOLERANCES[keras.backend.standardize_dtype(dtype)]
+
+
+def to_numpy(x):
+    """Any backend's tensor (or a NumPy value) as a NumPy array; bfloat16
+    as float32, which every NumPy reads."""
+    if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
+        return np.asarray(x)
+    if keras.backend.standardize_dtype(x.dtype) == "bfloat16":
+        x = keras.ops.cast(x, "float32")
+    return keras.ops.convert_to_numpy(x)
 
 
 def assert_close(actual, expected, atol, rtol=0.0, msg=""):
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
+    actual = to_numpy(actual).astype(np.float64)
+    expected = to_numpy(expected).astype(np.float64)
     assert actual.shape == expected.shape, (actual.shape, expected.shape, msg)
     np.testing.assert_allclose(
         actual, expected, atol=atol, rtol=rtol, err_msg=msg
     )
 
 
+def _pullback(fn, inputs):
+    """`(output, pullback)`: `fn(*inputs)` on the backend's tensors and the
+    function mapping an upstream gradient (NumPy, like the output) to the
+    list of NumPy gradients w.r.t. `inputs` (zeros where one is unused).
+    The pullback may be called many times."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.convert_to_tensor(x) for x in inputs]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(tensors)
+            output = fn(*tensors)
+
+        def pullback(upstream):
+            grads = tape.gradient(
+                output,
+                tensors,
+                output_gradients=tf.cast(upstream, output.dtype),
+            )
+            return [
+                np.zeros(x.shape, x.dtype.as_numpy_dtype)
+                if g is None
+                else to_numpy(g)
+                for x, g in zip(tensors, grads)
+            ]
+
+        return output, pullback
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        output, vjp = jax.vjp(fn, *[jnp.asarray(x) for x in inputs])
+
+        def pullback(upstream):
+            grads = vjp(jnp.asarray(upstream, output.dtype))
+            return [to_numpy(g) for g in grads]
+
+        return output, pullback
+    if name == "torch":
+        import torch
+
+        tensors = [
+            keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+            for x in inputs
+        ]
+        output = fn(*tensors)
+
+        def pullback(upstream):
+            grads = torch.autograd.grad(
+                output,
+                tensors,
+                grad_outputs=torch.as_tensor(
+                    np.asarray(upstream),
+                    dtype=output.dtype,
+                    device=output.device,
+                ),
+                retain_graph=True,
+                allow_unused=True,
+            )
+            return [
+                torch.zeros_like(x).numpy() if g is None else to_numpy(g)
+                for x, g in zip(tensors, grads)
+            ]
+
+        return output, pullback
+    raise NotImplementedError(f"no gradients for Keras backend {name!r}")
+
+
 def gradients(fn, *inputs, upstream=None):
-    """Returns `(output, [d <output, upstream> / d input...])` by tape."""
-    inputs = [tf.convert_to_tensor(x) for x in inputs]
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        output = fn(*inputs)
-        if upstream is None:
-            upstream = np.random.default_rng(7).normal(size=output.shape)
-        loss = tf.reduce_sum(output * tf.cast(upstream, output.dtype))
-    return output, tape.gradient(loss, inputs)
+    """Returns `(output, [d <output, upstream> / d input...])` as NumPy
+    arrays, by the backend's autodiff (tape, `jax.vjp`, `torch.autograd`).
+
+    `upstream` defaults to a fixed standard-normal draw of the output's
+    shape. A gradient the backend reports as absent is zeros.
+    """
+    inputs = [_as_input(x) for x in inputs]
+    output, pullback = _pullback(fn, inputs)
+    if upstream is None:
+        upstream = np.random.default_rng(7).normal(size=tuple(output.shape))
+    return to_numpy(output), pullback(upstream)
+
+
+def _as_input(x):
+    """NumPy for arrays and numbers; backend tensors pass through."""
+    if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
+        return np.asarray(x)
+    return keras.ops.convert_to_numpy(x)
 
 
 def assert_jacobian_close(fn, inputs, delta=1e-6, atol=1e-6):
-    """Compares the theoretical Jacobian of `fn` (the custom gradient) with
-    float64 central finite differences of step `delta`."""
-    inputs = [tf.constant(np.asarray(x, np.float64)) for x in inputs]
-    theoretical, numerical = tf.test.compute_gradient(fn, inputs, delta=delta)
-    for t, n in zip(theoretical, numerical):
-        assert_close(t, n, atol=atol)
+    """Compares the Jacobian of `fn` by the backend's gradient (its custom
+    gradients) with float64 central finite differences of step `delta`:
+    `J[:, i] = (fn(x + delta e_i) - fn(x - delta e_i)) / (2 delta)`.
+
+    The theoretical Jacobian is built row by row, one pullback of a one-hot
+    upstream per output entry; the numerical one column by column, two
+    forward passes per input entry. Keep the shapes tiny.
+    """
+    inputs = [np.asarray(x, np.float64) for x in inputs]
+    output, pullback = _pullback(fn, inputs)
+    output = to_numpy(output)
+    assert output.dtype == np.float64, (
+        f"finite differences need a float64 output, got {output.dtype}"
+    )
+    rows = []
+    for k in range(output.size):
+        one_hot = np.zeros(output.size)
+        one_hot[k] = 1.0
+        rows.append(
+            np.concatenate(
+                [g.ravel() for g in pullback(one_hot.reshape(output.shape))]
+            )
+        )
+    theoretical = np.stack(rows)
+    forward = fn
+    if backend() == "jax":
+        import jax
+
+        forward = jax.jit(fn)
+    columns = []
+    for i, x in enumerate(inputs):
+        for j in range(x.size):
+            shifted = []
+            for step in (delta, -delta):
+                moved = [y.copy() for y in inputs]
+                moved[i].reshape(-1)[j] += step
+                shifted.append(to_numpy(forward(*_backend_tensors(moved))))
+            columns.append(((shifted[0] - shifted[1]) / (2 * delta)).ravel())
+    numerical = np.stack(columns, axis=1)
+    assert_close(theoretical, numerical, atol=atol)
+
+
+def _backend_tensors(arrays):
+    return [keras.ops.convert_to_tensor(x) for x in arrays]
 
 
 def requires_torch():
     return pytest.importorskip(
         "torch", reason="PyTorch is an optional peer: pip install torch"
+    )
+
+
+def requires_tensorflow():
+    """Skips unless Keras runs on TensorFlow; returns the `tensorflow`
+    module (for the tests built on TensorFlow itself)."""
+    if backend() != "tensorflow":
+        pytest.skip(f"TensorFlow-only; Keras backend is {backend()}")
+    return pytest.importorskip(
+        "tensorflow",
+        reason="TensorFlow is optional: pip install '.[tensorflow]'",
     )
 
 
@@ -117,8 +265,6 @@ def run_layer_test(
     Returns:
         The eager outputs.
     """
-    import keras
-
     inputs = list(input_data) if isinstance(input_data, list) else [input_data]
     layer = layer_cls(**init_kwargs)
     config = layer.get_config()
@@ -143,13 +289,13 @@ def run_layer_test(
 
     model_in = [keras.Input(shape=x.shape[1:]) for x in inputs]
     model = keras.Model(model_in, layer_cls(**init_kwargs)(*model_in))
-    before = [np.array(w) for w in model.trainable_weights]
-    reference = keras.tree.map_structure(np.asarray, model(inputs))
+    before = [to_numpy(w) for w in model.trainable_weights]
+    reference = keras.tree.map_structure(to_numpy, model(inputs))
     if tmp_path is not None:
         path = str(tmp_path / f"{layer_cls.__name__}.keras")
         model.save(path)
         loaded = keras.saving.load_model(path, safe_mode=True)
-        again = keras.tree.map_structure(np.asarray, loaded(inputs))
+        again = keras.tree.map_structure(to_numpy, loaded(inputs))
         for a, b in zip(
             keras.tree.flatten(reference), keras.tree.flatten(again)
         ):
@@ -165,7 +311,7 @@ def run_layer_test(
         model.fit(
             inputs, targets, epochs=1, batch_size=len(inputs[0]), verbose=0
         )
-        after = [np.array(w) for w in model.trainable_weights]
+        after = [to_numpy(w) for w in model.trainable_weights]
         assert any(np.any(a != b) for a, b in zip(before, after)), (
             "one fit step left every trainable weight unchanged"
         )
