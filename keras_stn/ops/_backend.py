@@ -96,6 +96,19 @@ def cos_sin(angle):
     return ops.cos(angle), ops.sin(angle)
 
 
+def matmul(x1, x2):
+    """`x1 @ x2` in the inputs' (common) dtype.
+
+    Keras' PyTorch `matmul` computes float64 inputs in float32 (its result
+    type of two torch dtypes is float32), so there it is `torch.matmul`.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.matmul(x1, x2)
+    return ops.matmul(x1, x2)
+
+
 def xla_compiled(key, fn):
     """Returns `fn(images, grid)` as its own XLA kernels on TensorFlow.
 

@@ -11,6 +11,7 @@ import functools
 import numpy as np
 from keras import ops
 
+from keras_stn.ops import _backend
 from keras_stn.utils import argument_validation
 
 # |w| below this is replaced by +-_W_EPSILON in the projective divide.
@@ -145,7 +146,7 @@ def combine_points(matrix, coefficients):
     num_terms, rows = coefficients.shape[1:]
     if not _use_block_basis(matrix, rows):
         return ops.einsum("pm,bmi->bpi", matrix, coefficients)
-    flat = ops.matmul(
+    flat = _backend.matmul(
         ops.reshape(coefficients, (-1, num_terms * rows)),
         _block_basis(matrix, rows),
     )
@@ -170,7 +171,7 @@ def combine_points_gradient(matrix, upstream):
     # reader of the upstream, XLA:CPU emits the fusion that computes it
     # (the sampler's grid gradient) 2.4x slower (mnist, 4.4 -> 10.6 ms).
     half = num_points // 2 * rows
-    flat = ops.matmul(flat[:, :half], basis[:half]) + ops.matmul(
+    flat = _backend.matmul(flat[:, :half], basis[:half]) + _backend.matmul(
         flat[:, half:], basis[half:]
     )
     return ops.reshape(flat, (-1, matrix.shape[1], rows))
@@ -197,7 +198,8 @@ def affine_grid(theta, size, align_corners=False):
     Example:
     >>> import numpy as np
     >>> theta = np.array([[1, 0, 0, 0, 1, 0]], dtype="float32")
-    >>> affine_grid(theta, (1, 3), align_corners=True)[0, 0, :, 0].numpy()
+    >>> grid = affine_grid(theta, (1, 3), align_corners=True)
+    >>> ops.convert_to_numpy(grid)[0, 0, :, 0]
     array([-1.,  0.,  1.], dtype=float32)
     """
     size = argument_validation.check_size(size)
@@ -209,19 +211,23 @@ def affine_grid(theta, size, align_corners=False):
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
     )
 
+    # The base points are an input with no gradient, not an array the
+    # function closes over: JAX cannot lower a `custom_gradient` function
+    # that closes over an array when a jitted function is differentiated
+    # (`jax.vjp(jax.jit(f))`, "No constant handler").
     @ops.custom_gradient
-    def _affine(theta):
+    def _affine(theta, base):
         points = combine_points(base, ops.transpose(theta, (0, 2, 1)))
 
         def _affine_grid_grad(*args, upstream=None):
             """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
             upstream = args[0] if upstream is None else upstream
             grad = combine_points_gradient(base, upstream)
-            return ops.transpose(grad, (0, 2, 1))
+            return ops.transpose(grad, (0, 2, 1)), None
 
         return points, _affine_grid_grad
 
-    return ops.reshape(_affine(theta), (-1, *size, 2))
+    return ops.reshape(_affine(theta, base), (-1, *size, 2))
 
 
 def projective_grid(theta, size, align_corners=False):
@@ -254,28 +260,29 @@ def projective_grid(theta, size, align_corners=False):
         base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
     )
 
-    def _project(theta):
+    def _project(theta, base):
         uvw = combine_points(base, ops.transpose(theta, (0, 2, 1)))
         w = uvw[..., 2:]
         small = ops.abs(w) < W_EPSILON
         safe_w = ops.where(small, ops.where(w < 0, -W_EPSILON, W_EPSILON), w)
         return uvw[..., :2], ops.cast(safe_w, theta.dtype), small
 
+    # The base points are an input with no gradient (see `affine_grid`).
     @ops.custom_gradient
-    def _projective(theta):
-        uv, w, _ = _project(theta)
+    def _projective(theta, base):
+        uv, w, _ = _project(theta, base)
 
         def _projective_grid_grad(*args, upstream=None):
             """Quotient rule, d w = 0 where w was clamped (see above)."""
             upstream = args[0] if upstream is None else upstream
-            uv, w, small = _project(theta)
+            uv, w, small = _project(theta, base)
             g_uv = upstream / w
             g_w = -ops.sum(upstream * uv, axis=-1, keepdims=True) / (w * w)
             g_w = ops.where(small, ops.zeros_like(g_w), g_w)
             g_uvw = ops.concatenate([g_uv, g_w], axis=-1)
             grad = combine_points_gradient(base, g_uvw)
-            return ops.transpose(grad, (0, 2, 1))
+            return ops.transpose(grad, (0, 2, 1)), None
 
         return uv / w, _projective_grid_grad
 
-    return ops.reshape(_projective(theta), (-1, *size, 2))
+    return ops.reshape(_projective(theta, base), (-1, *size, 2))

@@ -164,15 +164,18 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
     )
     control = ops.convert_to_tensor(control_points, dtype=theta.dtype)
 
+    # The arrays are inputs with no gradient, not constants the function
+    # closes over (see `grids.affine_grid`: JAX's `jax.vjp(jax.jit(f))`).
     @ops.custom_gradient
-    def _tps(theta):
+    def _tps(theta, matrix, base, control):
         points = base + grids.combine_points(matrix, theta - control)
 
         def _tps_grid_grad(*args, upstream=None):
             """d theta[b, k, i] = sum_p M[p, k] upstream[b, p, i]."""
             upstream = args[0] if upstream is None else upstream
-            return grids.combine_points_gradient(matrix, upstream)
+            grad = grids.combine_points_gradient(matrix, upstream)
+            return grad, None, None, None
 
         return points, _tps_grid_grad
 
-    return ops.reshape(_tps(theta), (-1, *size, 2))
+    return ops.reshape(_tps(theta, matrix, base, control), (-1, *size, 2))
