@@ -247,7 +247,7 @@ def grid_for(transform, theta, size, align_corners=False):
     Example:
     >>> import numpy as np
     >>> theta = np.array([[0.5, 0.0, 0.0]], dtype="float32")  # zoom 2x
-    >>> grid_for("attention", theta, (1, 2))[0, 0].numpy()
+    >>> ops.convert_to_numpy(grid_for("attention", theta, (1, 2)))[0, 0]
     array([[-0.25,  0.  ],
            [ 0.25,  0.  ]], dtype=float32)
     """

@@ -1,14 +1,19 @@
 """Bilinear sampling: PyTorch parity, the autodiff twin, finite differences,
-hand-computed cases, XLA, dtypes, non-finite points and bad input."""
+hand-computed cases, XLA, dtypes, non-finite points and bad input.
+
+Backend-neutral: gradients come from the Keras backend's autodiff
+(`test_case.gradients`). The plain-autodiff twin is TensorFlow's; under the
+other backends PyTorch's `grid_sample` takes its place as the oracle.
+"""
 
 import itertools
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+import keras_stn
 from keras_stn import ops as stn_ops
-from tests.ops import reference
 from tests import test_case
 
 MODES = list(
@@ -36,16 +41,22 @@ def _torch_sample(images, grid, mode, padding_mode, align_corners, upstream):
 
 
 # TensorFlow kernels in both dtypes, and the op-level XLA path users get in
-# float32 (each compilation costs seconds).
+# float32 (each compilation costs seconds; other backends have no op-level
+# XLA, so that case is TensorFlow's).
 @pytest.mark.parametrize(
-    "dtype,xla", [("float32", False), ("float64", False), ("float32", True)]
+    "dtype,xla",
+    [
+        ("float32", False),
+        ("float64", False),
+        pytest.param("float32", True, marks=pytest.mark.tensorflow_only),
+    ],
 )
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 @pytest.mark.parametrize("padding_mode,align_corners", MODES)
 def test_matches_torch_grid_sample(
-    monkeypatch, xla, kernel, padding_mode, align_corners, dtype
+    xla, kernel, padding_mode, align_corners, dtype
 ):
-    monkeypatch.setenv("KERAS_STN_XLA_SAMPLERS", "1" if xla else "0")
+    keras_stn.config.set_xla_samplers(xla)
     gen = test_case.rng(1)
     images = gen.normal(size=(2, 5, 7, 3)).astype(dtype)
     # Points inside, outside and on the border, plus exact pixel centres.
@@ -84,14 +95,24 @@ def test_gradient_matches_autodiff_twin(padding_mode, align_corners, dtype):
         grid,
         upstream=upstream,
     )
-    twin = test_case.gradients(
-        lambda i, g: reference.bilinear_sample(
-            i, g, padding_mode, align_corners
-        ),
-        images,
-        grid,
-        upstream=upstream,
-    )
+    if test_case.backend() == "tensorflow":
+        from tests.ops import reference
+
+        twin = test_case.gradients(
+            lambda i, g: reference.bilinear_sample(
+                i, g, padding_mode, align_corners
+            ),
+            images,
+            grid,
+            upstream=upstream,
+        )
+    else:
+        # The twin is TensorFlow's; PyTorch's autodiff of its own sampler
+        # is the independent oracle elsewhere.
+        out, d_images, d_grid = _torch_sample(
+            images, grid, "bilinear", padding_mode, align_corners, upstream
+        )
+        twin = out, (d_images, d_grid)
     atol = test_case.tolerance(dtype)
     test_case.assert_close(ours[0], twin[0], atol)
     test_case.assert_close(ours[1][0], twin[1][0], atol)
@@ -113,8 +134,12 @@ def test_jacobian_matches_finite_differences(padding_mode, align_corners):
     )
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.xla_samplers
 def test_second_derivatives_match_twin():
+    tf = test_case.requires_tensorflow()
+    from tests.ops import reference
+
     gen = test_case.rng(4)
     images = tf.constant(gen.normal(size=(2, 5, 5, 2)))
     grid = tf.constant(test_case.off_kink_grid(gen, (2, 3, 4, 2), (5, 5)))
@@ -152,7 +177,7 @@ def test_identity_grid_returns_input_exactly(kernel, align_corners, size):
     images = test_case.rng(5).normal(size=(2, *size, 3)).astype("float32")
     grid = stn_ops.identity_grid(size, 2, align_corners)
     out = stn_ops.sample(images, grid, kernel, align_corners=align_corners)
-    np.testing.assert_array_equal(out, images)
+    np.testing.assert_array_equal(test_case.to_numpy(out), images)
 
 
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
@@ -279,9 +304,13 @@ def test_non_finite_points_sample_zero_and_spare_the_batch(
     np.testing.assert_array_equal(d_grid[2], ref_d_grid[2])
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.xla_samplers
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
 def test_xla_matches_eager(kernel):
+    # JAX's compiled path is checked against TensorFlow's by
+    # backend_parity_test (its worker runs under jax.jit).
+    tf = test_case.requires_tensorflow()
     gen = test_case.rng(8)
     images = tf.constant(gen.normal(size=(2, 6, 7, 3)), tf.float32)
     grid = tf.constant(gen.uniform(-1.2, 1.2, (2, 5, 4, 2)), tf.float32)
@@ -305,12 +334,12 @@ def test_half_precision_is_computed_in_float32(dtype):
     images = gen.normal(size=(2, 5, 6, 3)).astype("float32")
     grid = gen.uniform(-1, 1, size=(2, 4, 4, 2)).astype("float32")
     expected = stn_ops.bilinear_sample(images, grid)
-    images_half = tf.cast(images, dtype)
-    out = stn_ops.bilinear_sample(images_half, tf.cast(grid, dtype))
-    assert out.dtype == tf.as_dtype(dtype)
+    images_half = keras.ops.cast(images, dtype)
+    out = stn_ops.bilinear_sample(images_half, keras.ops.cast(grid, dtype))
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
     # Only the input and output roundings are half precision.
     test_case.assert_close(
-        tf.cast(out, "float32"),
+        out,
         expected,
         4 * test_case.tolerance(dtype) * 3,
         rtol=1e-2,
@@ -368,7 +397,8 @@ def test_bad_arguments_name_the_argument(
 def test_integer_images_are_refused():
     with pytest.raises(ValueError, match=r"`images` must be a floating.*int32"):
         stn_ops.bilinear_sample(
-            tf.zeros((1, 3, 3, 1), tf.int32), np.zeros((1, 2, 2, 2), "float32")
+            keras.ops.zeros((1, 3, 3, 1), "int32"),
+            np.zeros((1, 2, 2, 2), "float32"),
         )
 
 
@@ -376,18 +406,24 @@ def test_integer_images_are_refused():
 def test_every_tap_layout_gives_the_same_values_and_gradients(
     monkeypatch, channels
 ):
-    from keras_stn.ops import _backend
     from keras_stn.ops import sampling
 
     gen = test_case.rng(10)
     images = gen.normal(size=(2, 5, 6, channels))
     grid = gen.uniform(-1.4, 1.4, size=(2, 4, 3, 2))
     results = []
-    # Corner table; framed image whose image gradient is one tap-major
-    # segment sum, then four scatter-adds in a row.
-    for table, tap_major in ((1000, 1000), (0, 1000), (0, 0)):
+    # Corner table; framed image; on TensorFlow, the framed image's image
+    # gradient as one tap-major segment sum, then as four scatter-adds in
+    # a row (`keras_stn._tensorflow.gather_quads`).
+    layouts = [(1000, None), (0, None)]
+    if test_case.backend() == "tensorflow":
+        layouts = [(1000, None), (0, 1000), (0, 0)]
+    for table, tap_major in layouts:
         monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", table)
-        monkeypatch.setattr(_backend, "TAP_MAJOR_MAX_DEPTH", tap_major)
+        if tap_major is not None:
+            from keras_stn import _tensorflow
+
+            monkeypatch.setattr(_tensorflow, "TAP_MAJOR_MAX_DEPTH", tap_major)
         results.append(
             test_case.gradients(
                 lambda i, g: stn_ops.bilinear_sample(i, g, "reflection"),

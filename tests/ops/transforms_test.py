@@ -1,5 +1,6 @@
 """The transform families and their registry."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -51,7 +52,8 @@ def test_parametrised_families_build_the_expected_matrices():
         "attention": ([scale, tx, ty], [[scale, 0, tx], [0, scale, ty]]),
     }
     for name, (params, matrix) in cases.items():
-        out = transforms.get(name).matrix(np.array([params], "float64"))
+        theta = keras.ops.convert_to_tensor(np.array([params], "float64"))
+        out = transforms.get(name).matrix(theta)
         test_case.assert_close(out[0], matrix, 1e-12, msg=name)
 
 
