@@ -19,7 +19,7 @@ class TransformIdentity(keras.initializers.Initializer):
         ValueError: an unknown family, or a shape other than `(P,)`.
 
     Example:
-    >>> TransformIdentity("attention")((3,)).numpy()
+    >>> keras.ops.convert_to_numpy(TransformIdentity("attention")((3,)))
     array([1., 0., 0.], dtype=float32)
     """
 

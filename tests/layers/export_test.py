@@ -18,8 +18,13 @@ import pytest
 import keras_stn
 from tests import test_case
 
-# The graphs users export: samplers compiled with op-level XLA.
-pytestmark = pytest.mark.xla_samplers
+pytest.importorskip(
+    "tensorflow", reason="TensorFlow is optional: pip install '.[tensorflow]'"
+)
+
+# The graphs users export: samplers compiled with op-level XLA; SavedModel,
+# TFLite and tf.distribute are TensorFlow's alone.
+pytestmark = [pytest.mark.xla_samplers, pytest.mark.tensorflow_only]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 

@@ -32,6 +32,30 @@ def test_mnist_builders_classify_and_train(builder, kwargs):
     assert any(np.any(a != b) for a, b in zip(before, after))
 
 
+@pytest.mark.parametrize("transform", ["affine", "tps"])
+def test_st_cnn_trains_one_batch_and_round_trips_through_keras_file(
+    tmp_path, transform
+):
+    model = models.st_cnn((28, 28, 1), 10, transform=transform, filters=(4, 4))
+    images = test_case.rng(5).random((4, 28, 28, 1)).astype("float32")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss="sparse_categorical_crossentropy",
+    )
+    head = [w for w in model.weights if "spatial_transformer" in w.path]
+    before = [test_case.to_numpy(w) for w in head]
+    model.fit(images, np.arange(4), epochs=1, batch_size=4, verbose=0)
+    # The transformer's own weights learn, off the identity start.
+    after = [test_case.to_numpy(w) for w in head]
+    assert any(np.any(a != b) for a, b in zip(before, after))
+    path = str(tmp_path / "st_cnn.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(
+        test_case.to_numpy(loaded(images)), test_case.to_numpy(model(images))
+    )
+
+
 def test_st_cnn_starts_as_its_cnn():
     # Same classifier weights: at initialisation the transformer is the
     # identity, so the ST-CNN computes the CNN's function.
