@@ -25,6 +25,7 @@ import sys
 # `transforms.names()`.
 DATA = ("r", "rts", "p", "e", "tc")
 MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
+DATA_SOURCES = ("auto", "tfds", "pydataset")
 TRANSFORMS = (
     "translation",
     "rigid",
@@ -86,6 +87,15 @@ def _positive_float(text):
 
 def _add_training(parser):
     group = parser.add_argument_group("training")
+    group.add_argument(
+        "--data-source",
+        type=str.lower,
+        choices=DATA_SOURCES,
+        default="auto",
+        help="tfds: tf.data pipelines (TensorFlow backend); pydataset: "
+        "NumPy draws warped on the backend's device (any backend, no "
+        "TensorFlow); auto (default): tfds on TensorFlow, else pydataset",
+    )
     group.add_argument(
         "--epochs", type=_int_between(1), default=3, help="default 3"
     )

@@ -37,6 +37,7 @@ def _training_kwargs(args):
         "manual_dir": args.manual_dir,
         "pictures": args.pictures,
         "verbose": args.verbose,
+        "data_source": args.data_source,
     }
 
 
@@ -248,6 +249,8 @@ def _check_classifier(model, side, argument):
 
 
 def show(args):
+    import keras
+
     from keras_stn import viz
     from keras_stn.experiments import results
     from keras_stn.experiments import training
@@ -278,9 +281,15 @@ def show(args):
     _, test, _ = training.make_datasets(
         data, 256, data_dir=args.data_dir, manual_dir=args.manual_dir
     )
-    images, labels = next(iter(test.unbatch().batch(count)))
+    if hasattr(test, "unbatch"):  # a tf.data pipeline
+        images, labels = next(iter(test.unbatch().batch(count)))
+    else:  # a PyDataset of test batches of 256 (count is at most 64)
+        images, labels = test[0]
+        images, labels = images[:count], labels[:count]
+    images = keras.ops.convert_to_numpy(images)
+    labels = keras.ops.convert_to_numpy(labels)
     predicted = model.predict(images, verbose=0).argmax(-1)
-    names = [f"{t} -> {p}" for t, p in zip(labels.numpy(), predicted)]
+    names = [f"{t} -> {p}" for t, p in zip(labels, predicted)]
     stem, extension = os.path.splitext(out)
     for number, view in enumerate(viz.transformer_views(model, images)):
         figure = viz.plot_views(

@@ -168,12 +168,14 @@ def check_settings(record, settings, path):
 
 def recorded_settings(record):
     """The settings a run was started with, flat: data, model, transform,
-    epochs, batch_size, optimizer, learning_rate, train_examples, seed."""
+    epochs, batch_size, optimizer, learning_rate, train_examples, seed,
+    data_source (runs from before it was recorded used tf.data)."""
     return {
         "data": record.get("data"),
         "model": record.get("model"),
         "transform": record.get("transform"),
         **record.get("schedule", {}),
+        "data_source": record.get("data_source", "tfds"),
     }
 
 

@@ -120,6 +120,57 @@ def build_model(model, data, transform="affine", num_classes=10):
     return _BUILDERS[model]((side, side, 1), num_classes, **kwargs)
 
 
+# Where the distorted digits come from: tf.data pipelines (TensorFlow
+# backend) or `keras.utils.PyDataset`s drawn with NumPy and warped by the
+# backend (any backend, no TensorFlow); "auto" takes the first where it can.
+DATA_SOURCES = ("auto", "tfds", "pydataset")
+
+
+def resolve_data_source(data_source="auto"):
+    """`"tfds"` or `"pydataset"`: what `data_source` means on this backend.
+
+    Raises:
+        ValueError: an unknown source, or `"tfds"` on another backend than
+            TensorFlow (its pipelines run the package's ops in tf.data).
+    """
+    _choice(data_source, DATA_SOURCES, "data_source")
+    backend = keras.backend.backend()
+    if data_source == "auto":
+        return "tfds" if backend == "tensorflow" else "pydataset"
+    if data_source == "tfds" and backend != "tensorflow":
+        raise ValueError(
+            "`data_source='tfds'` runs tf.data pipelines, which need the "
+            "TensorFlow backend (KERAS_BACKEND=tensorflow); use 'pydataset' "
+            f"or 'auto' on {backend!r}. Received: data_source='tfds'"
+        )
+    return data_source
+
+
+def device_name():
+    """The accelerator the backend computes on, or `"cpu"`."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            return "cpu" if device.platform == "cpu" else device.device_kind
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+            return "cpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_logical_devices("GPU")
+            return gpus[0].name if gpus else "cpu"
+    except (ImportError, RuntimeError):
+        pass
+    return "unknown"
+
+
 def make_datasets(
     data,
     batch_size,
@@ -129,8 +180,9 @@ def make_datasets(
     manual_dir=None,
     epochs=None,
     initial_epoch=0,
+    data_source="auto",
 ):
-    """The training and test `tf.data.Dataset`s of a data set.
+    """The training and test data of a data set.
 
     Args:
         data: one of `DATASETS`.
@@ -145,17 +197,35 @@ def make_datasets(
             epochs): give `fit` `steps_per_epoch=ceil(num_train /
             batch_size)`. None: one pass, reshuffled per iteration.
         initial_epoch: int, the first epoch held.
+        data_source: `"auto"` (default), `"tfds"` or `"pydataset"`
+            (`resolve_data_source`).
     Returns:
-        `(train, test, num_train)`: batches of `(B, S, S, 1)` float32 images
-        and `(B,)` int64 labels; `num_train` examples per epoch.
+        `(train, test, num_train)`: `tf.data.Dataset`s or
+        `keras.utils.PyDataset`s of batches of `(B, S, S, 1)` float32
+        images and `(B,)` int64 labels; `num_train` examples per epoch.
     """
-    from keras_stn.experiments.data import distorted
-
     variant = DATASETS[_choice(data, tuple(DATASETS), "data")][0]
     if train_examples is not None:
         train_examples = _check_train_examples(train_examples)
     split = "train" if train_examples is None else f"train[:{train_examples}]"
     common = {"data_dir": data_dir, "manual_dir": manual_dir}
+    if resolve_data_source(data_source) == "pydataset":
+        from keras_stn.experiments.data import source
+
+        train = source.DistortedMNIST(
+            variant,
+            split,
+            batch_size,
+            seed=seed,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            **common,
+        )
+        test = source.DistortedMNIST(variant, "test", 256, **common)
+        return train, test, train_examples or MNIST_TRAIN_EXAMPLES
+
+    from keras_stn.experiments.data import distorted
+
     train = distorted.distorted_mnist(
         variant,
         split,
@@ -338,6 +408,7 @@ def run_settings(
     learning_rate=None,
     train_examples=None,
     seed=0,
+    data_source="auto",
 ):
     """A run's settings, checked and with the defaults filled in, as its
     `results.json` records them (see `train_run` for the arguments).
@@ -345,7 +416,8 @@ def run_settings(
     Returns:
         dict with `data`, `model`, `transform` (None for plain networks),
         `epochs`, `batch_size`, `optimizer`, `learning_rate`,
-        `train_examples` (60000 for None) and `seed`.
+        `train_examples` (60000 for None), `seed` and `data_source`
+        (resolved: `"tfds"` or `"pydataset"`).
     Raises:
         ValueError: naming the first bad argument.
     """
@@ -369,6 +441,7 @@ def run_settings(
         "seed": argument_validation.check_int_between(
             seed, "seed", 0, MAX_SEED
         ),
+        "data_source": resolve_data_source(data_source),
     }
 
 
@@ -433,9 +506,9 @@ def _snapshots(model, test, directory, verbose):
 
     images, labels = next(iter(test))
     return callbacks.TransformerSnapshots(
-        images[:8].numpy(),
+        keras.ops.convert_to_numpy(images)[:8],
         os.path.join(directory, "pictures"),
-        labels=labels[:8].numpy(),
+        labels=keras.ops.convert_to_numpy(labels)[:8],
     )
 
 
@@ -457,6 +530,7 @@ def train_run(
     pictures=True,
     callbacks=None,
     verbose=1,
+    data_source="auto",
 ):
     """Trains one network on one distorted MNIST set, writing result files.
 
@@ -491,9 +565,13 @@ def train_run(
         pictures: bool, save what the transformer does (ST networks).
         callbacks: more Keras callbacks for `fit`, run after the package's.
         verbose: 0, 1 (progress bar) or 2 (a line per epoch).
+        data_source: `"auto"` (default: tf.data pipelines on TensorFlow,
+            else the TensorFlow-free `keras.utils.PyDataset`s), `"tfds"` or
+            `"pydataset"`. Part of the run's settings (the two draw
+            different distortions).
     Returns:
         dict: the run's record (also in `results.json`); `test_error` is a
-        fraction.
+        fraction; `backend`, `device` and `data_source` say what ran it.
     Raises:
         ValueError: an unknown data set, model, transform or optimizer, a
             bad number, an `out_dir` that is not a writable folder, a
@@ -516,7 +594,9 @@ def train_run(
         learning_rate,
         train_examples,
         seed,
+        data_source,
     )
+    data_source = settings["data_source"]
     data, model_name, transform = (settings[k] for k in _RUN_KEYS)
     epochs, batch_size, optimizer, learning_rate, num_train, seed = (
         settings[k] for k in _SCHEDULE_KEYS
@@ -543,7 +623,13 @@ def train_run(
     # The data (this checks MNIST) and the network, before any file is
     # written; `seed` makes the initial weights repeatable.
     train, test, _ = make_datasets(
-        data, batch_size, train_examples, seed, data_dir, manual_dir
+        data,
+        batch_size,
+        train_examples,
+        seed,
+        data_dir,
+        manual_dir,
+        data_source=data_source,
     )
     del train  # built to check the split; rebuilt for the epochs to come
     keras.utils.set_random_seed(seed)
@@ -574,6 +660,9 @@ def train_run(
                 "params": int(network.count_params()),
                 "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
                 "paper_error": results.paper_error(model_name, transform, data),
+                "data_source": data_source,
+                "backend": keras.backend.backend(),
+                "device": device_name(),
                 "status": "running",
             }
         )
@@ -588,6 +677,7 @@ def train_run(
             manual_dir,
             epochs=epochs,
             initial_epoch=initial_epoch,
+            data_source=data_source,
         )
         # Pictures before the recorder: results name only epochs whose
         # files are all in place.

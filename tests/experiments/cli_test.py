@@ -17,6 +17,7 @@ def test_names_match_the_package():
     assert cli.DATA == tuple(training.DATASETS)
     assert cli.MODELS == training.MODELS
     assert set(cli.TRANSFORMS) == set(transforms.names())
+    assert cli.DATA_SOURCES == training.DATA_SOURCES
     assert cli.MNIST_TRAIN_EXAMPLES == training.MNIST_TRAIN_EXAMPLES
     assert cli.MNIST_TEST_EXAMPLES == commands.MNIST_TEST_EXAMPLES
     assert cli.MAX_PICTURE_EXAMPLES == commands.MAX_PICTURE_EXAMPLES

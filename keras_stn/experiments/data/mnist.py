@@ -24,14 +24,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_stn.experiments.data import _downloads
+from keras_stn.experiments.data import arrays
 
-MANUAL_DIR_ENV = "KERAS_STN_MNIST_DIR"
-FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+# One copy of these, shared with the TensorFlow-free reader.
+MANUAL_DIR_ENV = arrays.MANUAL_DIR_ENV
+FILES = tuple(name for names in arrays.FILES.values() for name in names)
 # The original files' sha256, as tfds registers them for its `mnist` builder.
 SHA256 = {
     "train-images-idx3-ubyte.gz": (
