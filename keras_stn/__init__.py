@@ -20,11 +20,13 @@ from keras_stn import ops
 from keras_stn import optimizers
 from keras_stn.initializers import TransformIdentity
 from keras_stn.layers import BilinearSampler
+from keras_stn.layers import DenseSpatialTransformer
 from keras_stn.layers import DepthwiseGradConv2D
 from keras_stn.layers import GridGenerator
 from keras_stn.layers import LocalizationHead
 from keras_stn.layers import ParallelSpatialTransformers
 from keras_stn.layers import SpatialTransformer
+from keras_stn.layers import VelocityIntegration
 from keras_stn.layers import default_localization
 from keras_stn.ops import transforms
 
@@ -32,11 +34,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BilinearSampler",
+    "DenseSpatialTransformer",
     "DepthwiseGradConv2D",
     "GridGenerator",
     "LocalizationHead",
     "ParallelSpatialTransformers",
     "SpatialTransformer",
+    "VelocityIntegration",
     "TransformIdentity",
     "config",
     "default_localization",
