@@ -22,6 +22,13 @@ import pytest
 from tests import test_case
 from tests.ops import backend_worker
 
+if test_case.backend() != "tensorflow":
+    pytest.skip(
+        "compares the other backends with TensorFlow's results; the Keras "
+        f"backend here is {test_case.backend()}",
+        allow_module_level=True,
+    )
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CASES = {spec["name"]: spec for spec in backend_worker.cases()}
 INSTALL = {
@@ -49,11 +56,6 @@ def data():
 def other_backend(request, data, tmp_path_factory):
     """`(name, results)`: the worker's results on one other backend."""
     name = request.param
-    if test_case.backend() != "tensorflow":
-        pytest.skip(
-            "compares the other backends with TensorFlow's results; the "
-            f"Keras backend here is {test_case.backend()}"
-        )
     if importlib.util.find_spec(name) is None:
         pytest.skip(INSTALL[name])
     folder = tmp_path_factory.mktemp(name)
