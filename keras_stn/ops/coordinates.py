@@ -29,24 +29,38 @@ def unnormalize(coord, size, align_corners):
     return ((coord + 1.0) * size - 1.0) / 2.0, scale
 
 
-def pixel_indices(grid, height, width, align_corners):
+def pixel_indices(grid, height, width, align_corners, clamp_infinite=False):
     """Unnormalises a grid to pixel indices, zeroing non-finite points.
 
     Args:
         grid: float tensor `(B, H_out, W_out, 2)` of `(x, y)`.
         height, width: ints or scalar tensors, the input's size.
         align_corners: bool.
+        clamp_infinite: bool. `False`: a point whose index is not finite
+            is invalid. `True` (border padding): only NaN is invalid; an
+            infinite index (an infinite point, or one whose index
+            overflows) becomes the finite index one pixel past that
+            border, which border padding clips to the border: PyTorch's
+            `grid_sample` clips infinite indices the same way.
     Returns:
         `(ix, iy, valid, x_scale, y_scale)`: indices `(B, H_out, W_out)`
-        (0 where the point or its index is not finite), the bool mask of
-        finite points, and the scalars d index / d coordinate.
+        (0 where the point is invalid), the bool mask of valid points, and
+        the scalars d index / d coordinate.
     """
     ix, x_scale = unnormalize(grid[..., 0], width, align_corners)
     iy, y_scale = unnormalize(grid[..., 1], height, align_corners)
-    valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
+    if clamp_infinite:
+        valid = ops.logical_not(
+            ops.logical_or(ops.isnan(ix), ops.isnan(iy))
+        )
+    else:
+        valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
     zeros = ops.zeros_like(ix)
     ix = ops.where(valid, ix, zeros)
     iy = ops.where(valid, iy, zeros)
+    if clamp_infinite:
+        ix = ops.clip(ix, -1.0, ops.cast(width, ix.dtype))
+        iy = ops.clip(iy, -1.0, ops.cast(height, iy.dtype))
     return ix, iy, valid, x_scale, y_scale
 
 

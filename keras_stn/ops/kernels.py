@@ -59,7 +59,11 @@ def _nearest_core(images, grid, padding_mode, align_corners):
     grid = ops.stop_gradient(grid)
     _, height, width, _ = sampling.dims(images)
     ix, iy, valid, _, _ = coordinates.pixel_indices(
-        grid, height, width, align_corners
+        grid,
+        height,
+        width,
+        align_corners,
+        clamp_infinite=padding_mode == "border",
     )
     if padding_mode != "zeros":
         ix, _ = coordinates.apply_padding(
@@ -68,7 +72,8 @@ def _nearest_core(images, grid, padding_mode, align_corners):
         iy, _ = coordinates.apply_padding(
             iy, height, padding_mode, align_corners
         )
-    # Non-finite points read the zero frame, in every mode.
+    # Invalid points (NaN; infinite ones but under border padding) read
+    # the zero frame.
     iy = ops.where(valid, iy, -2.0 * ops.ones_like(iy))
     # Round half to even, as PyTorch's nearbyint.
     w, h = ops.cast(width, ix.dtype), ops.cast(height, iy.dtype)
@@ -85,7 +90,9 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     gradient onto the chosen pixels; w.r.t. `grid` it is zero (the output is
     piecewise constant in the grid), so a localization network learns
     nothing through this kernel: use it for inference or labels.
-    Convention: as `bilinear_sample`. Non-finite points read zeros.
+    Convention: as `bilinear_sample`. NaN points read zeros, and so do
+    infinite ones except under `"border"` padding, where they read the
+    border (as in PyTorch).
 
     Args:
         images: float tensor `(B, H, W, C)`.
@@ -138,7 +145,8 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
     there, the padding mode applies to each tap's index, and the output can
     overshoot the input's range. Differentiable w.r.t. `images` and `grid`
     by automatic differentiation of the kernel weights (the taps' indices
-    are piecewise constant). Non-finite points read zeros, gradient zero.
+    are piecewise constant). Non-finite points read zeros, gradient zero
+    (PyTorch's answer there is NaN, border padding included).
     Convention: as `bilinear_sample`.
 
     Args:

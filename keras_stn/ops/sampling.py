@@ -42,9 +42,11 @@ def dims(x):
 def sample_points(grid, height, width, padding_mode, align_corners):
     """Everything about the four bilinear taps that depends on the grid only.
 
-    Non-finite points (NaN or inf in `x` or `y`, or an index that overflows)
-    get zero weights and zero derivatives: they sample zeros and pass no
-    gradient, and the rest of the batch is untouched.
+    Non-finite points (NaN in `x` or `y`; inf, or an index that overflows,
+    except under border padding) get zero weights and zero derivatives:
+    they sample zeros and pass no gradient, and the rest of the batch is
+    untouched. Under border padding an infinite index reads the border, as
+    in PyTorch, with a zero derivative along that axis.
 
     Args:
         grid: float tensor `(B, H_out, W_out, 2)`.
@@ -59,7 +61,11 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     """
     dtype = grid.dtype
     ix, iy, valid, x_scale, y_scale = coordinates.pixel_indices(
-        grid, height, width, align_corners
+        grid,
+        height,
+        width,
+        align_corners,
+        clamp_infinite=padding_mode == "border",
     )
     zeros = ops.zeros_like(ix)
     ix, x_pad = coordinates.apply_padding(
@@ -221,9 +227,13 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     Convention: grid is `(x, y)` in `[-1, 1]`, channels-last; `padding_mode`
     and `align_corners` as in PyTorch.
 
-    Non-finite grid points sample zeros and get zero gradients; the other
-    points of the batch are unaffected. float16 and bfloat16 inputs are
-    computed in float32 and returned in the input dtype.
+    NaN grid points sample zeros and get zero gradients, and so do
+    infinite ones under `"zeros"` and `"reflection"` padding (where
+    PyTorch's answer is NaN); under `"border"` padding an infinite point
+    reads the border, as in PyTorch, with a zero derivative along its
+    infinite axis. The other points of the batch are unaffected. float16
+    and bfloat16 inputs are computed in float32 and returned in the input
+    dtype.
 
     Args:
         images: float tensor `(B, H, W, C)`.

@@ -304,6 +304,91 @@ def test_non_finite_points_sample_zero_and_spare_the_batch(
     np.testing.assert_array_equal(d_grid[2], ref_d_grid[2])
 
 
+def _infinite_grid(dtype):
+    """Batch 0: points infinite along x, y or both, and finite points whose
+    index overflows float32 (1e38); batch 1: ordinary points."""
+    grid = test_case.rng(11).uniform(-0.8, 0.8, size=(2, 3, 4, 2))
+    inf = np.inf
+    grid[0, 0] = [[inf, 0.3], [-inf, -0.2], [0.1, inf], [0.4, -inf]]
+    grid[0, 1] = [[inf, inf], [inf, -inf], [-inf, inf], [-inf, -inf]]
+    grid[0, 2, :2] = [[1e38, -0.6], [-0.7, -1e38]]
+    return grid.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize(
+    "kernel,padding_mode",
+    [("bilinear", "border"), ("nearest", "border"), ("nearest", "zeros")],
+)
+def test_infinite_points_match_torch_where_its_answer_is_finite(
+    kernel, padding_mode, align_corners, dtype
+):
+    # PyTorch clips an infinite index to the border under border padding
+    # (the edge pixel, derivative zero along that axis, the usual one
+    # along the other); nearest with zero padding reads zeros.
+    gen = test_case.rng(12)
+    images = gen.normal(size=(2, 4, 5, 3)).astype(dtype)
+    grid = _infinite_grid(dtype)
+    upstream = gen.normal(size=(2, 3, 4, 3)).astype(dtype)
+    expected = _torch_sample(
+        images, grid, kernel, padding_mode, align_corners, upstream
+    )
+    assert all(np.all(np.isfinite(e)) for e in expected)
+    out, (d_images, d_grid) = test_case.gradients(
+        lambda i, g: stn_ops.sample(i, g, kernel, padding_mode, align_corners),
+        images,
+        grid,
+        upstream=upstream,
+    )
+    atol = test_case.tolerance(dtype)
+    test_case.assert_close(out, expected[0], atol)
+    test_case.assert_close(d_images, expected[1], atol)
+    # d grid carries a factor H / 2 or W / 2 and sums 3 channels.
+    test_case.assert_close(d_grid, expected[2], 20 * atol)
+
+
+@pytest.mark.parametrize(
+    "kernel,padding_mode",
+    [
+        ("bilinear", "zeros"),
+        ("bilinear", "reflection"),
+        ("bicubic", "zeros"),
+        ("bicubic", "border"),
+        ("bicubic", "reflection"),
+        ("nearest", "reflection"),
+    ],
+)
+def test_infinite_points_sample_zeros_where_torch_has_no_answer(
+    kernel, padding_mode
+):
+    # PyTorch's answer here is NaN (bilinear with zero padding, bicubic) or
+    # undefined: an infinite index has no reflection (its CPU kernel then
+    # crashes or clips a NaN). Ours: zeros, zero gradient, batch spared.
+    gen = test_case.rng(13)
+    images = gen.normal(size=(2, 4, 5, 3)).astype("float32")
+    grid = _infinite_grid("float32")
+    grid[0, 2, :2] = grid[0, 1, :2]  # infinite points only in batch 0
+
+    def run(g):
+        return test_case.gradients(
+            lambda i, gg: stn_ops.sample(i, gg, kernel, padding_mode),
+            images,
+            g,
+            upstream=np.ones((2, 3, 4, 3)),
+        )
+
+    out, (d_images, d_grid) = run(grid)
+    clean_out, (_, clean_d_grid) = run(np.where(np.isinf(grid), 0.0, grid))
+    for t in (out, d_images, d_grid):
+        assert np.all(np.isfinite(t))
+    infinite = np.isinf(grid).any(axis=-1)
+    np.testing.assert_array_equal(out[infinite], 0.0)
+    np.testing.assert_array_equal(d_grid[infinite], 0.0)
+    np.testing.assert_array_equal(out[~infinite], clean_out[~infinite])
+    np.testing.assert_array_equal(d_grid[~infinite], clean_d_grid[~infinite])
+
+
 @pytest.mark.tensorflow_only
 @pytest.mark.xla_samplers
 @pytest.mark.parametrize("kernel", ["bilinear", "nearest", "bicubic"])
