@@ -10,7 +10,9 @@ backends. Here:
 - op-level XLA (`xla_compiled`): each sampler as its own compiled forward
   and gradients, for models that are not compiled as a whole;
 - the depthwise form of a convolution's input gradient
-  (`conv2d_depthwise_input_grad`), used by `DepthwiseGradConv2D`.
+  (`conv2d_depthwise_input_grad`), used by `DepthwiseGradConv2D`;
+- run-time shape checks for the dimensions a traced graph leaves unknown
+  (`assert_dims`).
 """
 
 import tensorflow as tf
@@ -260,3 +262,42 @@ def conv2d_depthwise_input_grad(inputs, kernel, padding):
     inputs = tf.convert_to_tensor(inputs)
     kernel = tf.cast(tf.convert_to_tensor(kernel), inputs.dtype)
     return _CONVS[padding](inputs, kernel)
+
+
+def assert_dims(x, sizes, message, name):
+    """Returns `x`, asserting when the graph runs that each dimension
+    `axis` of `x` equals `sizes[axis]` (int or scalar int tensor).
+
+    The shape checks of `keras_stn.ops` for dimensions that are `None` in
+    a traced graph (`tf.function` with `None` dims), which would otherwise
+    fail later in an unrelated reshape or compute the wrong thing. A
+    failure is an `InvalidArgumentError` with `message` and the shape
+    received. XLA has no assertions: under `jit_compile=True` the check is
+    dropped, as every `tf.debugging` check is.
+
+    Args:
+        x: tensor.
+        sizes: dict `{axis: size}`.
+        message: str, the expected form, e.g. "`grid` must have shape
+            (B, H_out, W_out, 2)."
+        name: str, the argument's name, for the shape received.
+    Returns:
+        `x`, behind the assertions.
+    """
+    shape = tf.shape(x)
+    checks = []
+    for axis, size in sizes.items():
+        checks.append(
+            tf.debugging.Assert(
+                tf.equal(shape[axis], tf.cast(size, shape.dtype)),
+                [
+                    f"{message} Received: {name}.shape=",
+                    shape,
+                    f"(dimension {axis} must be",
+                    size,
+                    ")",
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(x)

@@ -96,6 +96,37 @@ def cos_sin(angle):
     return ops.cos(angle), ops.sin(angle)
 
 
+def assert_dims(x, sizes, message, name):
+    """Returns `x`; checks, when it runs, the dimensions not known yet.
+
+    The static shape checks (`argument_validation`) see `None` for the
+    dimensions a traced TensorFlow graph leaves open (`tf.function` with
+    `None` dims). Those dimensions are checked here when the graph runs:
+    each `axis` of `x` must equal `sizes[axis]` (an int, or a scalar int
+    tensor such as another input's batch size). JAX and PyTorch trace with
+    concrete shapes, where the static checks already saw every dimension.
+
+    Args:
+        x: tensor.
+        sizes: dict `{axis: size}`; dimensions that are static with an int
+            size were checked statically and are skipped.
+        message: str, the expected form, as the static check words it.
+        name: str, the argument's name.
+    Returns:
+        `x` (on TensorFlow, behind the run-time assertions).
+    """
+    if not is_tensorflow():
+        return x
+    open_sizes = {
+        axis: size
+        for axis, size in sizes.items()
+        if x.shape[axis] is None or not isinstance(size, int)
+    }
+    if not open_sizes:
+        return x
+    return tensorflow().assert_dims(x, open_sizes, message, name)
+
+
 def matmul(x1, x2):
     """`x1 @ x2` in the inputs' (common) dtype.
 

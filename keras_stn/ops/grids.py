@@ -90,18 +90,26 @@ def _matrix_theta(theta, rows, num_params, name, form):
     """Returns theta as float `(B, rows, 3)`, from that shape or flat."""
     theta = argument_validation.as_float_tensor(theta, name)
     argument_validation.check_rank(theta, (2, 3), name, form)
+    message = f"`{name}` must have shape {form}."
     if len(theta.shape) == 2:
         argument_validation.check_last_dim(theta, num_params, name, form)
+        # A wrong size not known statically would reshape into another
+        # batch: checked when the graph runs.
+        theta = _backend.assert_dims(theta, {1: num_params}, message, name)
         if num_params == 8:
             ones = ops.ones_like(theta[:, :1])
             theta = ops.concatenate([theta, ones], axis=-1)
         return ops.reshape(theta, (-1, rows, 3))
-    if tuple(theta.shape[1:]) != (rows, 3):
+    if any(
+        d is not None and d != e for d, e in zip(theta.shape[1:], (rows, 3))
+    ):
         raise ValueError(
             f"`{name}` must have shape {form}. Received: {name}.shape="
             f"{tuple(theta.shape)}"
         )
-    return theta
+    theta = _backend.assert_dims(theta, {1: rows, 2: 3}, message, name)
+    # Static from here on (combine_points needs the sizes).
+    return ops.reshape(theta, (-1, rows, 3))
 
 
 # Past this many entries (16 MiB in float32) the block matrix of

@@ -30,6 +30,16 @@ def check_sample_args(images, grid, padding_mode, align_corners=False):
                 f"`images` must have a non-empty {name} axis. Received: "
                 f"images.shape={tuple(images.shape)}"
             )
+    # What the static checks could not see (None dims in a traced graph).
+    grid = _backend.assert_dims(
+        grid, {3: 2}, "`grid` must have shape (B, H_out, W_out, 2).", "grid"
+    )
+    grid = _backend.assert_dims(
+        grid,
+        {0: dims(images)[0]},
+        "`images` and `grid` must have the same batch size.",
+        "grid",
+    )
     return images, grid
 
 

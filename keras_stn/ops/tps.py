@@ -11,8 +11,9 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.utils import argument_validation
+from keras_stn.ops import _backend
 from keras_stn.ops import grids
+from keras_stn.utils import argument_validation
 
 
 def regular_control_points(num_points=16):
@@ -137,13 +138,18 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
     form = f"(B, {k}, 2) or (B, {2 * k})"
     theta = argument_validation.as_float_tensor(theta, "theta")
     argument_validation.check_rank(theta, (2, 3), "theta", form)
-    if len(theta.shape) == 3 and tuple(theta.shape[1:]) != (k, 2):
+    expected = (k, 2) if len(theta.shape) == 3 else (2 * k,)
+    if any(d is not None and d != e for d, e in zip(theta.shape[1:], expected)):
         raise ValueError(
             f"`theta` must have shape {form} for {k} control points. "
             f"Received: theta.shape={tuple(theta.shape)}"
         )
-    argument_validation.check_last_dim(
-        theta, 2 if len(theta.shape) == 3 else 2 * k, "theta", form
+    # Sizes not known statically are checked when the graph runs.
+    theta = _backend.assert_dims(
+        theta,
+        {axis + 1: size for axis, size in enumerate(expected)},
+        f"`theta` must have shape {form} for {k} control points.",
+        "theta",
     )
     theta = ops.reshape(theta, (-1, k, 2))
     theta = grids.guard_non_finite(

@@ -48,6 +48,12 @@ class Transform:
         form = f"(B, {self.num_params}) for transform {self.name!r}"
         argument_validation.check_rank(theta, 2, "theta", form)
         argument_validation.check_last_dim(theta, self.num_params, "theta", form)
+        theta = _backend.assert_dims(
+            theta,
+            {1: self.num_params},
+            f"`theta` must have shape {form}.",
+            "theta",
+        )
         theta = ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
         return grids.guard_non_finite(theta)
 
