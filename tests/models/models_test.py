@@ -32,11 +32,10 @@ def test_mnist_builders_classify_and_train(builder, kwargs):
     assert any(np.any(a != b) for a, b in zip(before, after))
 
 
-@pytest.mark.parametrize("transform", ["affine", "tps"])
-def test_st_cnn_trains_one_batch_and_round_trips_through_keras_file(
-    tmp_path, transform
-):
-    model = models.st_cnn((28, 28, 1), 10, transform=transform, filters=(4, 4))
+def test_st_cnn_trains_one_batch_and_round_trips_through_keras_file(tmp_path):
+    # Every family's layers round-trip in layers_test; this is the paper's
+    # network as a whole, on each backend.
+    model = models.st_cnn((28, 28, 1), 10, transform="affine", filters=(4, 4))
     images = test_case.rng(5).random((4, 28, 28, 1)).astype("float32")
     model.compile(
         optimizer=keras.optimizers.SGD(0.5),

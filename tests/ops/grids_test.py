@@ -322,7 +322,8 @@ def test_grids_compile_under_xla():
         test_case.assert_close(a, b, 1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family", test_case.FAMILIES)
+# The grids with a custom gradient: the other families go through affine.
+@pytest.mark.parametrize("family", ["affine", "projective", "tps"])
 def test_jitted_grids_differentiate_on_jax(family):
     # `jax.vjp(jax.jit(f))` (a jitted model differentiated from outside)
     # could not lower a custom gradient that closed over an array.
