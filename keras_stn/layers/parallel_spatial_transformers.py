@@ -86,7 +86,9 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
         else:
             outputs = [(batch, *size, channels)] * n
         theta = (batch, n, transforms.get(self.transform).num_params)
-        return self._pack(outputs, theta, (batch, n, *size, 2))
+        return self._pack(
+            outputs, theta, (batch, n, *size, self._spatial_dims())
+        )
 
     def get_config(self):
         return {

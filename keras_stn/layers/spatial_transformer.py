@@ -13,6 +13,17 @@ from keras_stn.ops import transforms
 from keras_stn.utils import argument_validation
 
 
+def _check_output_size(output_size):
+    """`(H_out, W_out)` for images or `(D_out, H_out, W_out)` for volumes."""
+    try:
+        volume = len(output_size) == 3
+    except TypeError:
+        volume = False
+    if volume:
+        return argument_validation.check_volume_size(output_size, "output_size")
+    return argument_validation.check_size(output_size, "output_size")
+
+
 @keras.saving.register_keras_serializable(package="keras_stn")
 class SpatialTransformer(keras.layers.Layer):
     """Localization network, grid generator and sampler in one layer.
@@ -40,7 +51,8 @@ class SpatialTransformer(keras.layers.Layer):
         localization: a Keras layer or model mapping the input to features
             `(B, F)`; defaults to `default_localization()` (a small CNN).
         transform: str, a registered family name. Defaults to `"affine"`.
-        output_size: `(H_out, W_out)`; defaults to the input's `(H, W)`.
+        output_size: `(H_out, W_out)` (volumes: `(D_out, H_out, W_out)`);
+            defaults to the input's spatial size.
         kernel: `"bilinear"` (default), `"nearest"` or `"bicubic"`.
         padding_mode: `"zeros"` (default), `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
@@ -95,7 +107,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.output_size = (
             None
             if output_size is None
-            else argument_validation.check_size(output_size, "output_size")
+            else _check_output_size(output_size)
         )
         bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
         argument_validation.check_optional_layer(
@@ -103,6 +115,12 @@ class SpatialTransformer(keras.layers.Layer):
             "localization",
             "mapping the input to (B, F) features, or None for the default",
         )
+        if localization is None and transforms.get(transform).spatial_dims != 2:
+            raise ValueError(
+                "`localization` must be given for a volume transform: the "
+                "default localization is a 2-D CNN. Received: "
+                f"localization=None, transform={transform!r}"
+            )
         self.localization = (
             localization
             if localization is not None
@@ -142,19 +160,32 @@ class SpatialTransformer(keras.layers.Layer):
             for name in self._head_names()
         ]
 
+    def _spatial_dims(self):
+        """2 for images, 3 for volumes (a family such as `"affine3d"`)."""
+        return transforms.get(self.transform).spatial_dims
+
     def _sample_size(self, inputs_shape):
+        dims = self._spatial_dims()
+        form = "(B, H, W, C)" if dims == 2 else "(B, D, H, W, C)"
         argument_validation.check_shape(
-            inputs_shape, 4, "inputs", "(B, H, W, C)", type(self).__name__
+            inputs_shape, dims + 2, "inputs", form, type(self).__name__
         )
         if self.output_size is not None:
+            if len(self.output_size) != dims:
+                raise ValueError(
+                    f"`output_size` must have {dims} entries for transform "
+                    f"{self.transform!r}. Received: output_size="
+                    f"{self.output_size}"
+                )
             return self.output_size
-        if inputs_shape[1] is None or inputs_shape[2] is None:
+        spatial = tuple(inputs_shape[1:-1])
+        if any(side is None for side in spatial):
             raise ValueError(
                 "`output_size` must be given when the input's spatial size "
                 f"is unknown. Received: inputs.shape={tuple(inputs_shape)}, "
                 "output_size=None"
             )
-        return (int(inputs_shape[1]), int(inputs_shape[2]))
+        return tuple(int(side) for side in spatial)
 
     def build(self, inputs_shape):
         # The default localization's convolutions read the global format;
@@ -219,9 +250,12 @@ class SpatialTransformer(keras.layers.Layer):
         """`(features, finite)`: the localization's features, computed on
         zeros for samples with a non-finite value, and a `(B,)` mask of the
         samples that are finite."""
-        finite = ops.all(ops.isfinite(inputs), axis=(1, 2, 3))
+        axes = tuple(range(1, len(inputs.shape)))
+        finite = ops.all(ops.isfinite(inputs), axis=axes)
         clean = ops.where(
-            finite[:, None, None, None], inputs, ops.zeros_like(inputs)
+            ops.reshape(finite, (-1,) + (1,) * (len(inputs.shape) - 1)),
+            inputs,
+            ops.zeros_like(inputs),
         )
         return self.localization(clean, training=training), finite
 
@@ -327,7 +361,9 @@ class SpatialTransformer(keras.layers.Layer):
         batch = inputs_shape[0]
         outputs = (batch, *size, inputs_shape[-1])
         theta = (batch, transforms.get(self.transform).num_params)
-        return self._pack(outputs, theta, (batch, *size, 2))
+        return self._pack(
+            outputs, theta, (batch, *size, self._spatial_dims())
+        )
 
     def get_config(self):
         return {

@@ -17,6 +17,11 @@ def is_tensorflow():
     return keras.backend.backend() == "tensorflow"
 
 
+def is_torch():
+    """Whether Keras runs on PyTorch."""
+    return keras.backend.backend() == "torch"
+
+
 def tensorflow():
     """`keras_stn._tensorflow`, imported on first use (TensorFlow only)."""
     from keras_stn import _tensorflow

@@ -185,21 +185,33 @@ def combine_points_gradient(matrix, upstream):
     return ops.reshape(flat, (-1, matrix.shape[1], rows))
 
 
+def is_volume_size(size):
+    """Whether `size` names three output axes `(D, H, W)` (a volume)."""
+    try:
+        return len(size) == 3
+    except TypeError:
+        return False
+
+
 def affine_grid(theta, size, align_corners=False):
     """Maps the output pixel grid through 2x3 affine matrices.
 
     `grid[b, i, j] = theta[b] @ (x_j, y_i, 1)`. The gradient is hand-written:
     `d theta[b] = sum_ij d grid[b, i, j] (x_j, y_i, 1)^T`, one matmul.
+    With a 3-D `size` it is `volumes.affine_grid_3d` (3x4 matrices).
     Convention: theta maps output points to input points, in normalised
     coordinates, as PyTorch's `affine_grid`.
 
     Args:
-        theta: float tensor `(B, 2, 3)` or `(B, 6)` (row-major).
-        size: `(H_out, W_out)`, two positive ints.
+        theta: float tensor `(B, 2, 3)` or `(B, 6)` (row-major); for
+            volumes `(B, 3, 4)` or `(B, 12)`.
+        size: `(H_out, W_out)`, two positive ints; for volumes
+            `(D_out, H_out, W_out)`.
         align_corners: bool. Defaults to `False`.
     Returns:
         Tensor `(B, H_out, W_out, 2)` of `(x, y)` sampling points, in the
-        dtype of theta (float32 for float16/bfloat16 theta).
+        dtype of theta (float32 for float16/bfloat16 theta); for volumes
+        `(B, D_out, H_out, W_out, 3)` of `(x, y, z)`.
     Raises:
         ValueError: if theta's shape or `size` is malformed.
 
@@ -210,6 +222,11 @@ def affine_grid(theta, size, align_corners=False):
     >>> ops.convert_to_numpy(grid)[0, 0, :, 0]
     array([-1.,  0.,  1.], dtype=float32)
     """
+    argument_validation.check_bool(align_corners, "align_corners")
+    if is_volume_size(size):
+        from keras_stn.ops import volumes
+
+        return volumes.affine_grid_3d(theta, size, align_corners)
     size = argument_validation.check_size(size)
     theta = _matrix_theta(theta, 2, 6, "theta", "(B, 2, 3) or (B, 6)")
     theta = guard_non_finite(
@@ -259,6 +276,7 @@ def projective_grid(theta, size, align_corners=False):
     Raises:
         ValueError: if theta's shape or `size` is malformed.
     """
+    argument_validation.check_bool(align_corners, "align_corners")
     size = argument_validation.check_size(size)
     theta = _matrix_theta(theta, 3, 8, "theta", "(B, 3, 3) or (B, 8)")
     theta = guard_non_finite(

@@ -85,6 +85,8 @@ def _nearest_core(images, grid, padding_mode, align_corners):
 def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     """Samples `images` at the pixel nearest each grid point.
 
+    Volumes `(B, D, H, W, C)` go to `volumes.nearest_sample_3d`.
+
     Values equal PyTorch's `grid_sample(mode="nearest")` (ties round to
     even). The gradient w.r.t. `images` is the scatter-add of the upstream
     gradient onto the chosen pixels; w.r.t. `grid` it is zero (the output is
@@ -104,7 +106,15 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     Raises:
         ValueError: as `bilinear_sample`.
     """
-    images, grid = sampling.check_sample_args(images, grid, padding_mode)
+    if sampling.is_volume(images):
+        from keras_stn.ops import volumes
+
+        return volumes.nearest_sample_3d(
+            images, grid, padding_mode, align_corners
+        )
+    images, grid = sampling.check_sample_args(
+        images, grid, padding_mode, align_corners
+    )
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
@@ -159,7 +169,9 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
     Raises:
         ValueError: as `bilinear_sample`.
     """
-    images, grid = sampling.check_sample_args(images, grid, padding_mode)
+    images, grid = sampling.check_sample_args(
+        images, grid, padding_mode, align_corners
+    )
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(

@@ -15,6 +15,25 @@ from keras_stn.ops import sampling
 KERNELS = ("bilinear", "nearest", "bicubic")
 
 
+def _sample_volumes(volumes, grid, kernel, padding_mode, align_corners, antialias):
+    """`sample` on volumes: trilinear or nearest, no anti-aliasing."""
+    from keras_stn.ops import volumes as volumes_lib
+
+    if kernel == "bicubic" or antialias not in (False, 0, 1):
+        raise ValueError(
+            "Volumes `(B, D, H, W, C)` are sampled with kernel='bilinear' "
+            "(trilinear) or 'nearest', without anti-aliasing. Received: "
+            f"kernel={kernel!r}, antialias={antialias!r}"
+        )
+    if kernel == "nearest":
+        return volumes_lib.nearest_sample_3d(
+            volumes, grid, padding_mode, align_corners
+        )
+    return volumes_lib.trilinear_sample(
+        volumes, grid, padding_mode, align_corners
+    )
+
+
 def sample(
     images,
     grid,
@@ -32,6 +51,9 @@ def sample(
     sampling.
     Convention: as `sampling.bilinear_sample`.
 
+    Volumes `(B, D, H, W, C)` with grids `(B, D_out, H_out, W_out, 3)` are
+    sampled trilinearly (`"bilinear"`) or at the nearest voxel.
+
     Args:
         images: float tensor `(B, H, W, C)`.
         grid: float tensor `(B, H_out, W_out, 2)`.
@@ -48,7 +70,13 @@ def sample(
             `bilinear_sample`.
     """
     argument_validation.check_choice(kernel, KERNELS, "kernel")
-    images, grid = sampling.check_sample_args(images, grid, padding_mode)
+    if sampling.is_volume(images):
+        return _sample_volumes(
+            images, grid, kernel, padding_mode, align_corners, antialias
+        )
+    images, grid = sampling.check_sample_args(
+        images, grid, padding_mode, align_corners
+    )
     samplers = {
         "bilinear": sampling.bilinear_sample,
         "nearest": kernels.nearest_sample,

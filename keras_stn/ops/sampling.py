@@ -13,11 +13,23 @@ from keras_stn.utils import argument_validation
 from keras_stn.ops import coordinates
 
 
+def is_volume(images):
+    """Whether `images` is a batch of volumes `(B, D, H, W, C)` (rank 5):
+    the samplers hand those to `keras_stn.ops.volumes`."""
+    shape = getattr(images, "shape", None)
+    if shape is None:
+        import numpy as np
+
+        shape = np.shape(images)
+    return len(shape) == 5
+
+
 def check_sample_args(images, grid, padding_mode, align_corners=False):
     """Validates the arguments every sampler shares; returns tensors."""
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
+    argument_validation.check_bool(align_corners, "align_corners")
     images = argument_validation.as_float_tensor(images, "images")
     grid = argument_validation.as_float_tensor(grid, "grid")
     argument_validation.check_rank(images, 4, "images", "(B, H, W, C)")
@@ -207,17 +219,25 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
             """
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, taps.dtype)
-            fx, fy = pts["fx"], pts["fy"]
+            points = pts
+            if _backend.is_torch():
+                # Keras runs a custom gradient's forward untracked on
+                # PyTorch: its values are constants here, so the second
+                # derivative w.r.t. the grid needs them recomputed.
+                points = sample_points(
+                    grid, height, width, padding_mode, align_corners
+                )
+            fx, fy = points["fx"], points["fy"]
             d_weights_dx = ops.stack(
                 [fy - 1.0, 1.0 - fy, -fy, fy], axis=-1
-            ) * ops.expand_dims(pts["dx"], -1)
+            ) * ops.expand_dims(points["dx"], -1)
             d_weights_dy = ops.stack(
                 [fx - 1.0, -fx, 1.0 - fx, fx], axis=-1
-            ) * ops.expand_dims(pts["dy"], -1)
+            ) * ops.expand_dims(points["dy"], -1)
             d_weights = ops.stack([d_weights_dx, d_weights_dy], axis=-1)
             tap_upstream = ops.sum(taps * upstream[..., None, :], axis=-1)
             grad_grid = ops.sum(tap_upstream[..., None] * d_weights, axis=-2)
-            grad_taps = upstream[..., None, :] * pts["weights"][..., None]
+            grad_taps = upstream[..., None, :] * points["weights"][..., None]
             return grad_taps, grad_grid
 
         return output, _bilinear_sample_grad
@@ -243,7 +263,9 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     reads the border, as in PyTorch, with a zero derivative along its
     infinite axis. The other points of the batch are unaffected. float16
     and bfloat16 inputs are computed in float32 and returned in the input
-    dtype.
+    dtype. Volumes `(B, D, H, W, C)` with grids `(B, D_out, H_out, W_out,
+    3)` are sampled trilinearly (`volumes.trilinear_sample`, PyTorch's 5-D
+    `grid_sample`).
 
     Args:
         images: float tensor `(B, H, W, C)`.
@@ -264,7 +286,15 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     >>> float(bilinear_sample(images, grid)[0, 0, 0, 0])
     1.5
     """
-    images, grid = check_sample_args(images, grid, padding_mode)
+    if is_volume(images):
+        from keras_stn.ops import volumes
+
+        return volumes.trilinear_sample(
+            images, grid, padding_mode, align_corners
+        )
+    images, grid = check_sample_args(
+        images, grid, padding_mode, align_corners
+    )
     out_dtype = images.dtype
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)

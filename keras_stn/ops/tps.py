@@ -130,6 +130,7 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
         ValueError: malformed theta, size or control points, or a theta
             whose K differs from the control points'.
     """
+    argument_validation.check_bool(align_corners, "align_corners")
     size = argument_validation.check_size(size)
     if control_points is None:
         control_points = regular_control_points(16)

@@ -27,6 +27,8 @@ class Transform:
 
     name = None
     num_params = None
+    # Images (2: grids end in (x, y)) or volumes (3: (x, y, z)).
+    spatial_dims = 2
 
     def identity(self):
         """The parameters of the identity map, float64 NumPy `(P,)`."""
@@ -153,6 +155,25 @@ class Projective(Transform):
         return ops.reshape(ops.concatenate([theta, ones], axis=-1), (-1, 3, 3))
 
 
+class Affine3D(Transform):
+    """Volumes: the 3x4 matrix, row-major, mapping output `(x, y, z, 1)` to
+    input `(x, y, z)`, as PyTorch's 5-D `affine_grid`."""
+
+    name, num_params = "affine3d", 12
+    spatial_dims = 3
+
+    def identity(self):
+        return np.eye(3, 4).reshape(-1)
+
+    def grid(self, theta, size, align_corners=False):
+        """The sampling grid `(B, D_out, H_out, W_out, 3)` of theta."""
+        from keras_stn.ops import volumes
+
+        return volumes.affine_grid_3d(
+            self.check_theta(theta), size, align_corners
+        )
+
+
 class ThinPlateSpline(Transform):
     """`2K` parameters: the input point `(x, y)` each control point maps to.
 
@@ -233,6 +254,7 @@ for _family in (
     Affine(),
     Projective(),
     ThinPlateSpline(),
+    Affine3D(),
 ):
     register(_family)
 

@@ -87,6 +87,7 @@ def affine_grid_3d(theta, size, align_corners=False):
     array([[-1.,  0.,  1.],
            [-1.,  0.,  1.]], dtype=float32)
     """
+    argument_validation.check_bool(align_corners, "align_corners")
     size = argument_validation.check_volume_size(size)
     theta = _matrix_theta_3d(theta)
     theta = grids.guard_non_finite(
@@ -111,11 +112,12 @@ def affine_grid_3d(theta, size, align_corners=False):
     return ops.reshape(_affine_3d(theta), (-1, *size, 3))
 
 
-def check_volume_sample_args(volumes, grid, padding_mode):
+def check_volume_sample_args(volumes, grid, padding_mode, align_corners=False):
     """Validates the arguments of the 3-D samplers; returns tensors."""
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
+    argument_validation.check_bool(align_corners, "align_corners")
     volumes = argument_validation.as_float_tensor(volumes, "volumes")
     grid = argument_validation.as_float_tensor(grid, "grid")
     argument_validation.check_rank(volumes, 5, "volumes", _VOLUMES_FORM)
@@ -351,7 +353,9 @@ def trilinear_sample(volumes, grid, padding_mode="zeros", align_corners=False):
     >>> float(trilinear_sample(volumes, grid)[0, 0, 0, 0, 0])
     3.5
     """
-    volumes, grid = check_volume_sample_args(volumes, grid, padding_mode)
+    volumes, grid = check_volume_sample_args(
+        volumes, grid, padding_mode, align_corners
+    )
     dtype = argument_validation.compute_dtype(volumes.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
@@ -429,7 +433,9 @@ def nearest_sample_3d(volumes, grid, padding_mode="zeros", align_corners=False):
     Raises:
         ValueError: as `trilinear_sample`.
     """
-    volumes, grid = check_volume_sample_args(volumes, grid, padding_mode)
+    volumes, grid = check_volume_sample_args(
+        volumes, grid, padding_mode, align_corners
+    )
     dtype = argument_validation.compute_dtype(volumes.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
