@@ -142,7 +142,8 @@ def gradients(fn, *inputs, upstream=None):
 
 
 def _as_input(x):
-    """NumPy for arrays and numbers; backend tensors pass through."""
+    """NumPy for arrays, numbers and any backend's tensors (each backend
+    makes its own watched tensors from them)."""
     if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
         return np.asarray(x)
     return keras.ops.convert_to_numpy(x)
@@ -177,6 +178,8 @@ def assert_jacobian_close(fn, inputs, delta=1e-6, atol=1e-6):
     if backend() == "jax":
         import jax
 
+        # One compilation for the 2N forward passes of the same shapes;
+        # eager JAX dispatches them op by op.
         forward = jax.jit(fn)
     columns = []
     for i, x in enumerate(inputs):
