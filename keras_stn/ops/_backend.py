@@ -88,6 +88,25 @@ def scatter_add_rows(updates, indices, num_rows):
     return ops.segment_sum(updates, indices, num_segments=num_rows)
 
 
+def floor(x):
+    """`floor(x)` in the dtype of `x`.
+
+    Keras' JAX and PyTorch `floor` compute float64 in float32, which rounds
+    an index just below an integer up onto it (into the next bilinear
+    cell); jax.numpy's and torch's keep float64.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.floor(x)
+    if backend == "torch":
+        import torch
+
+        return torch.floor(x)
+    return ops.floor(x)
+
+
 def cos_sin(angle):
     """Returns `(cos(angle), sin(angle))` in the dtype of `angle`.
 

@@ -8,6 +8,8 @@ they are the outer edges of those pixels: `i = ((x + 1) * W - 1) / 2`.
 
 from keras import ops
 
+from keras_stn.ops import _backend
+
 PADDING_MODES = ("zeros", "border", "reflection")
 
 
@@ -78,7 +80,7 @@ def _reflect(index, size, align_corners):
     sign = ops.where(shifted < 0, -1.0, 1.0)
     shifted = ops.abs(shifted)
     safe_span = ops.maximum(span, 1.0)
-    flips = ops.floor(shifted / safe_span)
+    flips = _backend.floor(shifted / safe_span)
     extra = ops.mod(shifted, safe_span)
     even = ops.equal(ops.mod(flips, 2.0), 0.0)
     reflected = ops.where(even, extra + low, span - extra + low)

@@ -194,8 +194,8 @@ def _bicubic_core(images, grid, padding_mode, align_corners):
         # clamping changes no value and keeps indices small.
         ix = ops.clip(ix, -3.0, ops.cast(width, dtype) + 2.0)
         iy = ops.clip(iy, -3.0, ops.cast(height, dtype) + 2.0)
-    x0 = ops.stop_gradient(ops.floor(ix))
-    y0 = ops.stop_gradient(ops.floor(iy))
+    x0 = ops.stop_gradient(_backend.floor(ix))
+    y0 = ops.stop_gradient(_backend.floor(iy))
     wx = _cubic_weights(ix - x0)
     wy = _cubic_weights(iy - y0)
     cols = [

@@ -104,8 +104,8 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     y_in = ops.logical_and(iy >= -1.0, iy < h)
     ix = ops.clip(ix, -1.0, w)
     iy = ops.clip(iy, -1.0, h)
-    x0 = ops.minimum(ops.floor(ix), w - 1.0)
-    y0 = ops.minimum(ops.floor(iy), h - 1.0)
+    x0 = ops.minimum(_backend.floor(ix), w - 1.0)
+    y0 = ops.minimum(_backend.floor(iy), h - 1.0)
     fx = ix - x0
     fy = iy - y0
     valid_f = ops.cast(valid, dtype)

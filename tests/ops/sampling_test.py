@@ -304,6 +304,37 @@ def test_non_finite_points_sample_zero_and_spare_the_batch(
     np.testing.assert_array_equal(d_grid[2], ref_d_grid[2])
 
 
+@pytest.mark.parametrize("kernel", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflection"])
+def test_float64_points_just_below_a_pixel_use_their_own_cell(
+    kernel, padding_mode
+):
+    # Pixel indices 1e-11 below an integer: float64 resolves them, float32
+    # rounds them up onto the integer and into the next cell, where
+    # bilinear's derivative is another difference of pixels. (Keras' JAX
+    # and PyTorch `floor` compute float64 in float32.) The reflected ones
+    # (outside the image) test the floor that counts reflections.
+    images = test_case.rng(14).normal(size=(1, 5, 9, 2))
+    # Inside the 9 x 5 image, then outside (reflected, or zeros).
+    col = np.array([1.0, 3.0, 5.0, 7.0, -2.0, 11.0, 13.0, 4.0]) - 1e-11
+    row = np.array([3.0, 1.0, 2.0, 4.0, 2.0, 1.0, 3.0, -3.0]) - 1e-11
+    # align_corners=True: index = (x + 1) / 2 * (W - 1), W = 9, H = 5.
+    grid = np.stack([col / 4.0 - 1.0, row / 2.0 - 1.0], axis=-1)[None, None]
+    upstream = test_case.rng(15).normal(size=(1, 1, len(col), 2))
+    expected = _torch_sample(
+        images, grid, kernel, padding_mode, True, upstream
+    )
+    out, (d_images, d_grid) = test_case.gradients(
+        lambda i, g: stn_ops.sample(i, g, kernel, padding_mode, True),
+        images,
+        grid,
+        upstream=upstream,
+    )
+    test_case.assert_close(out, expected[0], 1e-9)
+    test_case.assert_close(d_images, expected[1], 1e-9)
+    test_case.assert_close(d_grid, expected[2], 1e-9)
+
+
 def _infinite_grid(dtype):
     """Batch 0: points infinite along x, y or both, and finite points whose
     index overflows float32 (1e38); batch 1: ordinary points."""
