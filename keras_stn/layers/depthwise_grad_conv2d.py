@@ -17,9 +17,8 @@ class DepthwiseGradConv2D(keras.layers.Conv2D):
     w.r.t. the layer's input differs in how it is computed: as a depthwise
     convolution of the upstream gradient with the turned kernel, summed over
     filters, instead of TensorFlow's `Conv2DBackpropInput`, which on CPU is
-    slow for a few input channels (9x9 kernel, 1 -> 32 channels, 42x42,
-    batch 128: 8 ms instead of 76 ms on the 2-core machine of README's
-    figures). A network nobody differentiates w.r.t. its input never pays
+    slow for a few input channels (the paper CNN's first 9x9 convolution,
+    1 -> 32 channels, took several times as long). A network nobody differentiates w.r.t. its input never pays
     for that gradient; a network behind a spatial transformer always does
     (theta's gradient flows through it), which is why the paper's CNN body
     uses this layer for its first convolution.

@@ -63,7 +63,8 @@ def _balanced(widths, plain, with_transformer, low):
 def _cnn_body(num_classes, classifier_activation, filters):
     return [
         # Behind a transformer the input gradient is always needed; this
-        # layer computes it ~9x faster on CPU (same values as Conv2D).
+        # layer computes it faster on a TensorFlow CPU (same values as
+        # Conv2D).
         depthwise_grad_conv2d.DepthwiseGradConv2D(
             filters[0], 9, padding="same", activation="relu"
         ),

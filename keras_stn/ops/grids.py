@@ -140,8 +140,9 @@ def combine_points(matrix, coefficients):
     matrix stays under `BLOCK_BASIS_MAX_SIZE` entries) as one plain
     `(B, M * rows) @ (M * rows, P * rows)` matmul, so that the points come
     out in their natural layout: XLA:CPU lowers the einsum to a dot whose
-    output is `(P, B * rows)` and transposes it for every reader (5 ms of a
-    28 ms mnist sampler step). The zeros of the block matrix cost
+    output is `(P, B * rows)` and transposes it for every reader (a sixth
+    of the mnist sampler step when measured). The zeros of the block matrix
+    cost
     `B * M * P * rows^2` multiply-adds, a few million.
 
     Args:
@@ -177,7 +178,8 @@ def combine_points_gradient(matrix, upstream):
     basis = ops.transpose(_block_basis(matrix, rows))
     # Two matmuls over halves of the points: when one dot is the only
     # reader of the upstream, XLA:CPU emits the fusion that computes it
-    # (the sampler's grid gradient) 2.4x slower (mnist, 4.4 -> 10.6 ms).
+    # (the sampler's grid gradient) over twice as slow (measured with
+    # benchmarks/sampler_benchmark.py, mnist).
     half = num_points // 2 * rows
     flat = _backend.matmul(flat[:, :half], basis[:half]) + _backend.matmul(
         flat[:, half:], basis[half:]

@@ -214,8 +214,9 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
             and d ix / d x is `dx` (scale, padding and validity). Both are
             written as sums over the tap axis, which XLA emits as one loop
             per point (four sliced taps recompute the gather and the index
-            arithmetic for each use: 2.8x slower on CPU). Differentiable
-            ops of `taps` and `grid`, so second derivatives flow.
+            arithmetic for each use, several times slower on CPU).
+            Differentiable ops of `taps` and `grid`, so second derivatives
+            flow.
             """
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, taps.dtype)
