@@ -83,12 +83,13 @@ def test_matches_torch_grid_sample(
 @pytest.mark.parametrize("padding_mode,align_corners", MODES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gradient_matches_autodiff_twin(padding_mode, align_corners, dtype):
+    # The shapes of test_matches_torch_grid_sample (JAX reuses compilations).
     gen = test_case.rng(2)
-    images = gen.normal(size=(3, 6, 5, 2)).astype(dtype)
+    images = gen.normal(size=(2, 5, 7, 3)).astype(dtype)
     grid = test_case.off_kink_grid(
-        gen, (3, 4, 7, 2), (6, 5), -1.4, 1.4, align_corners=align_corners
+        gen, (2, 6, 6, 2), (5, 7), -1.4, 1.4, align_corners=align_corners
     ).astype(dtype)
-    upstream = gen.normal(size=(3, 4, 7, 2)).astype(dtype)
+    upstream = gen.normal(size=(2, 6, 6, 3)).astype(dtype)
     ours = test_case.gradients(
         lambda i, g: stn_ops.bilinear_sample(i, g, padding_mode, align_corners),
         images,
@@ -337,11 +338,12 @@ def test_float64_points_just_below_a_pixel_use_their_own_cell(
 
 def _infinite_grid(dtype):
     """Batch 0: points infinite along x, y or both, and finite points whose
-    index overflows float32 (1e38); batch 1: ordinary points."""
-    grid = test_case.rng(11).uniform(-0.8, 0.8, size=(2, 3, 4, 2))
+    index overflows float32 (1e38); batch 1: ordinary points. The shapes
+    of `test_matches_torch_grid_sample`, whose compilations JAX reuses."""
+    grid = test_case.rng(11).uniform(-0.8, 0.8, size=(2, 6, 6, 2))
     inf = np.inf
-    grid[0, 0] = [[inf, 0.3], [-inf, -0.2], [0.1, inf], [0.4, -inf]]
-    grid[0, 1] = [[inf, inf], [inf, -inf], [-inf, inf], [-inf, -inf]]
+    grid[0, 0, :4] = [[inf, 0.3], [-inf, -0.2], [0.1, inf], [0.4, -inf]]
+    grid[0, 1, :4] = [[inf, inf], [inf, -inf], [-inf, inf], [-inf, -inf]]
     grid[0, 2, :2] = [[1e38, -0.6], [-0.7, -1e38]]
     return grid.astype(dtype)
 
@@ -359,9 +361,9 @@ def test_infinite_points_match_torch_where_its_answer_is_finite(
     # (the edge pixel, derivative zero along that axis, the usual one
     # along the other); nearest with zero padding reads zeros.
     gen = test_case.rng(12)
-    images = gen.normal(size=(2, 4, 5, 3)).astype(dtype)
+    images = gen.normal(size=(2, 5, 7, 3)).astype(dtype)
     grid = _infinite_grid(dtype)
-    upstream = gen.normal(size=(2, 3, 4, 3)).astype(dtype)
+    upstream = gen.normal(size=(2, 6, 6, 3)).astype(dtype)
     expected = _torch_sample(
         images, grid, kernel, padding_mode, align_corners, upstream
     )
@@ -397,7 +399,7 @@ def test_infinite_points_sample_zeros_where_torch_has_no_answer(
     # undefined: an infinite index has no reflection (its CPU kernel then
     # crashes or clips a NaN). Ours: zeros, zero gradient, batch spared.
     gen = test_case.rng(13)
-    images = gen.normal(size=(2, 4, 5, 3)).astype("float32")
+    images = gen.normal(size=(2, 5, 7, 3)).astype("float32")
     grid = _infinite_grid("float32")
     grid[0, 2, :2] = grid[0, 1, :2]  # infinite points only in batch 0
 
@@ -406,7 +408,7 @@ def test_infinite_points_sample_zeros_where_torch_has_no_answer(
             lambda i, gg: stn_ops.sample(i, gg, kernel, padding_mode),
             images,
             g,
-            upstream=np.ones((2, 3, 4, 3)),
+            upstream=np.ones((2, 6, 6, 3)),
         )
 
     out, (d_images, d_grid) = run(grid)
@@ -525,8 +527,8 @@ def test_every_tap_layout_gives_the_same_values_and_gradients(
     from keras_stn.ops import sampling
 
     gen = test_case.rng(10)
-    images = gen.normal(size=(2, 5, 6, channels))
-    grid = gen.uniform(-1.4, 1.4, size=(2, 4, 3, 2))
+    images = gen.normal(size=(2, 5, 7, channels))
+    grid = gen.uniform(-1.4, 1.4, size=(2, 6, 6, 2))
     results = []
     # Corner table; framed image; on TensorFlow, the framed image's image
     # gradient as one tap-major segment sum, then as four scatter-adds in
