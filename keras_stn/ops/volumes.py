@@ -186,7 +186,7 @@ def _linear_taps(grid, sizes, padding_mode, align_corners):
         n = ops.cast(size, dtype)
         inside = ops.logical_and(index >= -1.0, index < n)
         index = ops.clip(index, -1.0, n)
-        low = ops.minimum(ops.floor(index), n - 1.0)
+        low = ops.minimum(_backend.floor(index), n - 1.0)
         lower.append(ops.cast(low, "int32") + 1)
         fractions.append(index - low)
         derivatives.append(
