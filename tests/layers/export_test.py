@@ -117,6 +117,55 @@ def test_tflite_conversion_runs_and_matches(tmp_path):
     test_case.assert_close(out, model.predict(images, verbose=0), 1e-5)
 
 
+def _sampler_tflite(batch, channels):
+    """The bare affine sampler (60x60 -> 60x60) converted at `batch`."""
+    import tensorflow as tf
+
+    def warp(images, theta):
+        grid = keras_stn.ops.affine_grid(theta, (60, 60))
+        return keras_stn.ops.bilinear_sample(images, grid)
+
+    concrete = tf.function(warp).get_concrete_function(
+        tf.TensorSpec((batch, 60, 60, channels), tf.float32),
+        tf.TensorSpec((batch, 6), tf.float32),
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    return warp, converter.convert()
+
+
+# Both tap layouts: the corner table (one channel) and four taps (more).
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tflite_size_does_not_grow_with_the_batch(channels):
+    # Other converters' GridSample folds a batch-sized constant (the base
+    # grid tiled over the batch) into the flatbuffer, so their file grows
+    # with the batch it was converted for. Ours holds its constants once
+    # (the block matrix of `grids.combine_points`, 12 floats per output
+    # pixel, is most of the file); the two files differ in shape vectors
+    # only. A batch-sized constant would add 31 copies of itself at batch
+    # 32: even the smallest, the gather's batch index (one int32 per output
+    # pixel, 14.4 kB), would more than double the file.
+    import tensorflow as tf
+
+    _, one = _sampler_tflite(1, channels)
+    warp, many = _sampler_tflite(32, channels)
+    assert abs(len(many) - len(one)) < 0.01 * len(one), (len(one), len(many))
+
+    # And the batch-32 file computes what the ops compute.
+    rng = test_case.rng(3)
+    images = rng.random((32, 60, 60, channels)).astype("float32")
+    theta = np.array([1, 0, 0, 0, 1, 0], "float32") + rng.normal(
+        0.0, 0.1, (32, 6)
+    ).astype("float32")
+    interpreter = tf.lite.Interpreter(model_content=many)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        value = images if len(detail["shape"]) == 4 else theta
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    test_case.assert_close(out, warp(images, theta), 1e-5)
+
+
 def test_mirrored_strategy_step_equals_single_device(tmp_path):
     _python(
         """
