@@ -198,42 +198,75 @@ def _linear_taps(grid, sizes, padding_mode, align_corners):
 # The eight taps in the order of `_gather_taps`: bits `(z, y, x)`, tap
 # `4 z + 2 y + x`, 1 meaning the upper neighbour along that axis.
 _TAP_BITS = tuple(itertools.product((0, 1), repeat=3))
+# Per grid axis `(x, y, z)`, the eight taps' bits along it, and the step in
+# the tap number from a lower tap to the upper one along it.
+_AXIS_BITS = tuple(
+    np.array([bits[2 - axis] for bits in _TAP_BITS], "float32")
+    for axis in range(3)
+)
+_AXIS_STRIDES = (1, 2, 4)
+
+
+def _tap_factors(fractions):
+    """Per axis `(x, y, z)`, each tap's factor of the trilinear weight.
+
+    The factor of tap `t` along axis `a` is `1 - f_a` (lower tap) or `f_a`
+    (upper), written `(1 - bit) + (2 bit - 1) f_a` with the taps' bits as a
+    constant vector: a broadcast, which XLA:CPU vectorises over the eight
+    taps, where a stack of eight tensors along the last axis is computed
+    element by element and was several times slower.
+
+    Args:
+        fractions: three float tensors `(...)`, `(fx, fy, fz)`.
+    Returns:
+        Three float tensors `(..., 8)`.
+    """
+    factors = []
+    for fraction, bits in zip(fractions, _AXIS_BITS):
+        bits = ops.convert_to_tensor(bits, fraction.dtype)
+        factors.append((1.0 - bits) + (2.0 * bits - 1.0) * fraction[..., None])
+    return factors
 
 
 def _tap_weights(fractions, valid):
-    """`(..., 8)` trilinear weights from the fractions `(fx, fy, fz)`."""
-    fx, fy, fz = fractions
-    factors = ((1.0 - fx) * valid, fx * valid), (1.0 - fy, fy), (1.0 - fz, fz)
-    return ops.stack(
-        [
-            factors[2][bz] * factors[1][by] * factors[0][bx]
-            for bz, by, bx in _TAP_BITS
-        ],
-        axis=-1,
-    )
+    """`(..., 8)` trilinear weights from the fractions `(fx, fy, fz)`,
+    zero where `valid` (float, 1.0 or 0.0) is zero."""
+    fx, fy, fz = _tap_factors(fractions)
+    return fx * fy * fz * valid[..., None]
 
 
-def _tap_weight_derivatives(fractions, derivatives):
-    """`(..., 8, 3)`: d weight of each tap / d grid `(x, y, z)`.
+def _grid_gradient(tap_upstream, fractions, derivatives):
+    """`(..., 3)`: d out / d grid `(x, y, z)`, contracted with the upstream.
 
-    The weight of tap `(bz, by, bx)` is a product of one factor per axis,
-    `1 - f` (lower tap) or `f` (upper); its derivative along an axis
-    replaces that axis' factor by `-d` or `+d` (d = d index / d coord).
+    Along axis `a` the weight of tap `t` has the derivative +-1 times the
+    other two axes' factors, so the lower and upper taps along `a` pair up:
+      d / d g_a = d_a * sum over lower taps t of
+                  (u_{t + s_a} - u_t) * prod over the other axes of factors,
+    with `u_t` the tap's value contracted with the upstream, `s_a` the step
+    to the upper tap and `d_a` = d index / d coordinate. Written per tap on
+    `(...)` tensors (one loop per point under XLA; the same sums over a
+    tap axis were several times slower on CPU).
+
+    Args:
+        tap_upstream: eight float tensors `(...)`, in the order of
+            `_TAP_BITS`.
+        fractions, derivatives: three float tensors `(...)` each, per axis
+            `(x, y, z)` (`_linear_taps`).
     """
-    fx, fy, fz = fractions
-    factors = ((1.0 - fx, fx), (1.0 - fy, fy), (1.0 - fz, fz))
-    slopes = [(-d, d) for d in derivatives]
+    factors = [(1.0 - f, f) for f in fractions]
     columns = []
-    for axis in range(3):
-        taps = []
-        for bits in _TAP_BITS:
-            bit = dict(zip((2, 1, 0), bits))  # axis -> bit: z, y, x
-            term = slopes[axis][bit[axis]]
+    for axis, stride in enumerate(_AXIS_STRIDES):
+        total = None
+        for tap, bits in enumerate(_TAP_BITS):
+            bits = bits[::-1]  # x, y, z
+            if bits[axis]:
+                continue
+            term = tap_upstream[tap + stride] - tap_upstream[tap]
             for other in range(3):
                 if other != axis:
-                    term = term * factors[other][bit[other]]
-            taps.append(term)
-        columns.append(ops.stack(taps, axis=-1))
+                    term = term * factors[other][bits[other]]
+            total = term if total is None else total + term
+        columns.append(total * derivatives[axis])
     return ops.stack(columns, axis=-1)
 
 
@@ -245,11 +278,56 @@ def _framed_slabs(volumes):
     return ops.reshape(framed, (-1, depth * height, width, channels))
 
 
+def _gather_framed_slabs(volumes, lower):
+    """Eight taps as two 2x2 blocks (`_backend.gather_quads`) of the framed
+    volume seen as an image of slabs: at the lower `z` and one slab
+    further. No table to build: the layout for many channels."""
+    _, _, height, _, channels = sampling.dims(volumes)
+    x0, y0, z0 = lower
+    row = z0 * (height + 2) + y0
+    rows = ops.stack([row, row + (height + 2)], axis=-1)
+    cols = ops.stack([x0, x0], axis=-1)
+    taps = _backend.gather_quads(_framed_slabs(volumes), rows, cols)
+    return ops.reshape(taps, (*ops.shape(x0), 8, channels))
+
+
+def _gather_corner_table(volumes, lower):
+    """Eight taps by one gather of `8 C` values per point from a table that
+    holds each framed voxel with its seven upper neighbours (the 3-D form
+    of `sampling`'s corner table). One index per point instead of eight,
+    and the frame is built into the table, not a separate copy; its
+    gradient is one scatter of `8 C` rows, folded back onto the voxels by
+    the autodiff of the table's slices. The table holds 8 times the
+    volume."""
+    framed = ops.pad(volumes, [[0, 0], [1, 1], [1, 1], [1, 1], [0, 0]])
+    _, depth, height, width, channels = sampling.dims(volumes)
+    # Along each axis, the lower taps are framed[:-1], the upper ones [1:].
+    sides = (slice(None, -1), slice(1, None))
+    table = ops.concatenate(
+        [
+            framed[:, sides[bz], sides[by], sides[bx]]
+            for bz, by, bx in _TAP_BITS
+        ],
+        axis=-1,
+    )
+    table = ops.reshape(
+        table, (-1, (depth + 1) * (height + 1), width + 1, 8 * channels)
+    )
+    x0, y0, z0 = lower
+    taps = _backend.gather_pixels(table, z0 * (height + 1) + y0, x0)
+    return ops.reshape(taps, (*ops.shape(x0), 8, channels))
+
+
+# Up to this many channels the taps come from the corner table (measured
+# with benchmarks/volume_benchmark.py on a 2-core CPU under XLA: several
+# times faster than the framed slabs forward and backward for C = 1 and
+# C = 8). More channels take the slabs, which need no table of 8 times the
+# volume.
+CORNER_TABLE_MAX_CHANNELS = 8
+
+
 def _gather_taps(volumes, lower):
     """The eight trilinear taps around each point.
-
-    Two 2x2 blocks (`_backend.gather_quads`) of the framed volume seen as
-    an image of slabs: at the lower `z` and one slab further.
 
     Args:
         volumes: float tensor `(B, D, H, W, C)`.
@@ -260,13 +338,10 @@ def _gather_taps(volumes, lower):
         the volume read zero. Differentiable w.r.t. `volumes` (the
         gathers' scatter-add).
     """
-    _, _, height, _, channels = sampling.dims(volumes)
-    x0, y0, z0 = lower
-    row = z0 * (height + 2) + y0
-    rows = ops.stack([row, row + (height + 2)], axis=-1)
-    cols = ops.stack([x0, x0], axis=-1)
-    taps = _backend.gather_quads(_framed_slabs(volumes), rows, cols)
-    return ops.reshape(taps, (*ops.shape(x0), 8, channels))
+    channels = volumes.shape[-1]
+    if channels is not None and channels <= CORNER_TABLE_MAX_CHANNELS:
+        return _gather_corner_table(volumes, lower)
+    return _gather_framed_slabs(volumes, lower)
 
 
 def _trilinear_sample_core(volumes, grid, padding_mode, align_corners):
@@ -295,21 +370,24 @@ def _trilinear_sample_core(volumes, grid, padding_mode, align_corners):
             With fractions f = (fx, fy, fz), tap t = (bz, by, bx) has the
             weight w_t = prod over axes a of (f_a if bit_a else 1 - f_a),
               d out / d v_t = w_t,
-              d out / d grid_a = sum_t v_t * d w_t / d f_a * d i_a / d g_a,
-            where d w_t / d f_a swaps that axis' factor for +-1 and
-            d i_a / d g_a carries scale, padding and validity. Recomputed
-            from `taps` and `grid` here (on PyTorch the forward pass runs
-            untracked), in differentiable ops: second derivatives flow.
+              d out / d grid_a = sum_t v_t * d w_t / d f_a * d i_a / d g_a
+            (`_grid_gradient`), where d w_t / d f_a swaps that axis' factor
+            for +-1 and d i_a / d g_a carries scale, padding and validity.
+            Recomputed from `taps` and `grid` here (on PyTorch the forward
+            pass runs untracked), in differentiable ops: second derivatives
+            flow.
             """
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, taps.dtype)
             _, fractions, derivatives, valid = _linear_taps(
                 grid, sizes, padding_mode, align_corners
             )
+            tap_upstream = [
+                ops.sum(taps[..., tap, :] * upstream, axis=-1)
+                for tap in range(len(_TAP_BITS))
+            ]
+            grad_grid = _grid_gradient(tap_upstream, fractions, derivatives)
             weights = _tap_weights(fractions, valid)
-            d_weights = _tap_weight_derivatives(fractions, derivatives)
-            tap_upstream = ops.sum(taps * upstream[..., None, :], axis=-1)
-            grad_grid = ops.sum(tap_upstream[..., None] * d_weights, axis=-2)
             grad_taps = upstream[..., None, :] * weights[..., None]
             return grad_taps, grad_grid
 

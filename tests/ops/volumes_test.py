@@ -282,6 +282,34 @@ def test_trilinear_matches_torch_grid_sample(
     test_case.assert_close(d_grid, expected[2], 20 * atol)
 
 
+# The corner table (few channels) and the framed slabs (many) gather the
+# same taps: both layouts, each against PyTorch, on the same inputs.
+@pytest.mark.parametrize("max_channels", [0, VOLUMES_SHAPE[-1]])
+@pytest.mark.parametrize(
+    "padding_mode,align_corners", [("zeros", False), ("border", True)]
+)
+def test_both_tap_layouts_match_torch_grid_sample(
+    monkeypatch, max_channels, padding_mode, align_corners
+):
+    monkeypatch.setattr(volumes, "CORNER_TABLE_MAX_CHANNELS", max_channels)
+    vols, grid, upstream = _parity_inputs("float64", align_corners)
+    expected = _torch_sample(
+        vols, grid, "bilinear", padding_mode, align_corners, upstream
+    )
+    out, (d_vols, d_grid) = test_case.gradients(
+        lambda v, g: volumes.trilinear_sample(
+            v, g, padding_mode, align_corners
+        ),
+        vols,
+        grid,
+        upstream=upstream,
+    )
+    atol = test_case.tolerance("float64")
+    test_case.assert_close(out, expected[0], atol)
+    test_case.assert_close(d_vols, expected[1], atol)
+    test_case.assert_close(d_grid, expected[2], 20 * atol)
+
+
 @pytest.mark.parametrize("padding_mode,align_corners,dtype,xla", PARITY_CASES)
 def test_nearest_matches_torch_grid_sample(
     padding_mode, align_corners, dtype, xla
