@@ -6,8 +6,24 @@
   themselves and ignore it. The environment variable
   `KERAS_STN_XLA_SAMPLERS=0` sets the default to off.
 
-The switch is read when a sampler is traced: set it before building or
-compiling the model it should apply to.
+- `set_deterministic(enabled)` / `deterministic()`: whether the samplers'
+  image gradients are bitwise reproducible. The scatter-add that
+  transposes the tap gather uses atomics on GPUs, whose order varies from
+  run to run; the deterministic form sums integers instead (exactly,
+  so in any order). By default it follows the framework's own switch
+  where it can be read (`torch.use_deterministic_algorithms(True)`,
+  `--xla_gpu_deterministic_ops=true` in `XLA_FLAGS` for JAX,
+  `TF_DETERMINISTIC_OPS=1` for TensorFlow, whose
+  `enable_op_determinism()` has no public reader: call
+  `set_deterministic(True)` beside it) or the environment variable
+  `KERAS_STN_DETERMINISTIC=1`.
+- `set_gather_layout(layout)` / `gather_layout()`: how the bilinear
+  sampler reads its taps: `"framed"`, `"clipped"`, `"split"` or `"auto"`
+  (the default: by device); see `set_gather_layout`. Values and gradients
+  are the same.
+
+The switches are read when a sampler is traced: set them before building
+or compiling the model they should apply to.
 """
 
 import os
@@ -16,8 +32,11 @@ from keras_stn.utils import argument_validation
 
 # "0" turns op-level XLA off by default; anything else leaves it on.
 XLA_SAMPLERS_ENV = "KERAS_STN_XLA_SAMPLERS"
+# "1" turns the deterministic image gradient on by default.
+DETERMINISTIC_ENV = "KERAS_STN_DETERMINISTIC"
+GATHER_LAYOUTS = ("auto", "framed", "clipped", "split")
 
-_state = {"xla_samplers": None}
+_state = {"xla_samplers": None, "deterministic": None, "gather_layout": "auto"}
 
 
 def set_xla_samplers(enabled):
@@ -51,3 +70,122 @@ def xla_samplers():
     if _state["xla_samplers"] is not None:
         return _state["xla_samplers"]
     return os.environ.get(XLA_SAMPLERS_ENV) != "0"
+
+
+def set_deterministic(enabled):
+    """Makes the samplers' image gradients bitwise reproducible, or not.
+
+    The image gradient of a sampler is the scatter-add of the upstream
+    gradient onto the pixels each point read. On GPUs that sum is done with
+    atomic additions, whose order (and so the float rounding) varies from
+    call to call. The deterministic form scales the contributions to
+    integers (two int32 words each, scaled by the largest contribution and
+    the largest number of contributions per pixel), sums those exactly
+    and scales back: the same bits every call, equal to the default up to
+    float rounding. It costs an extra scatter of counts and two integer
+    words per value; on CPUs the default is already reproducible.
+
+    An op's or layer's own `deterministic` argument overrides this.
+
+    Args:
+        enabled: bool, or None to go back to the default: the framework's
+            own determinism switch (PyTorch's deterministic algorithms,
+            `--xla_gpu_deterministic_ops=true` in `XLA_FLAGS` on JAX,
+            `TF_DETERMINISTIC_OPS=1` on TensorFlow, whose
+            `tf.config.experimental.enable_op_determinism()` cannot be
+            read through a public API) or `KERAS_STN_DETERMINISTIC=1`.
+    Raises:
+        ValueError: if `enabled` is neither a bool nor None.
+
+    Example:
+    >>> import keras_stn
+    >>> keras_stn.config.set_deterministic(True)
+    >>> keras_stn.config.deterministic()
+    True
+    >>> keras_stn.config.set_deterministic(None)
+    """
+    if enabled is not None:
+        argument_validation.check_bool(enabled, "enabled")
+    _state["deterministic"] = enabled
+
+
+def deterministic():
+    """Returns whether the samplers' image gradients are deterministic.
+
+    Returns:
+        bool: the value given to `set_deterministic`; else True when the
+        environment variable `KERAS_STN_DETERMINISTIC` is `"1"` or the
+        backend's framework has its own determinism switched on.
+    """
+    if _state["deterministic"] is not None:
+        return _state["deterministic"]
+    if os.environ.get(DETERMINISTIC_ENV) == "1":
+        return True
+    return _framework_deterministic()
+
+
+def _framework_deterministic():
+    """The current backend framework's own determinism switch."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        # TensorFlow has no public reader of `enable_op_determinism()`'s
+        # switch, only the environment variable it replaced.
+        return os.environ.get("TF_DETERMINISTIC_OPS", "") in ("1", "true")
+    if backend == "torch":
+        import torch
+
+        return bool(torch.are_deterministic_algorithms_enabled())
+    if backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        return "--xla_gpu_deterministic_ops=true" in flags
+    return False
+
+
+def resolve_deterministic(value, name="deterministic"):
+    """An op's or layer's `deterministic` argument: a bool, or None for
+    `deterministic()`.
+
+    Raises:
+        ValueError: if `value` is neither a bool nor None.
+    """
+    if value is None:
+        return deterministic()
+    argument_validation.check_bool(value, name)
+    return bool(value)
+
+
+def set_gather_layout(layout):
+    """Chooses how the samplers read the pixels around each point.
+
+    Values and gradients do not depend on it; speed does, by device.
+
+    Args:
+        layout: `"framed"`: the four taps as one `(..., 4, C)` array read
+            from a copy of the images framed with one pixel of zeros (for
+            one channel, from a table of each pixel's 2x2 block);
+            `"clipped"`: the same array read from the images themselves at
+            indices clipped into the image, the taps outside zeroed (no
+            framed copy); `"split"`: as `"clipped"`, but four separate
+            gathers, so that each output is one elementwise sum of them;
+            `"auto"` (the default): `"split"` on a GPU, else `"framed"`.
+            `benchmarks/sampler_benchmark.py` times each
+            (`stn-jit-framed`, ...).
+    Raises:
+        ValueError: for any other value.
+
+    Example:
+    >>> import keras_stn
+    >>> keras_stn.config.set_gather_layout("clipped")
+    >>> keras_stn.config.gather_layout()
+    'clipped'
+    >>> keras_stn.config.set_gather_layout("auto")
+    """
+    argument_validation.check_choice(layout, GATHER_LAYOUTS, "layout")
+    _state["gather_layout"] = layout
+
+
+def gather_layout():
+    """Returns the layout set by `set_gather_layout` (`"auto"` by default)."""
+    return _state["gather_layout"]

@@ -22,6 +22,10 @@ class BilinearSampler(keras.layers.Layer):
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
         antialias: bool or int supersampling factor. Defaults to `False`.
+        deterministic: bool, whether the image gradient is bitwise
+            reproducible on GPUs (`keras_stn.config.set_deterministic`);
+            None (the default) follows `keras_stn.config.deterministic()`
+            when the layer is traced.
     Call arguments:
         images: float tensor `(B, H, W, C)`.
         grid: float tensor `(B, H_out, W_out, 2)`.
@@ -38,6 +42,7 @@ class BilinearSampler(keras.layers.Layer):
         padding_mode="zeros",
         align_corners=False,
         antialias=False,
+        deterministic=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,6 +53,9 @@ class BilinearSampler(keras.layers.Layer):
             align_corners, "align_corners"
         )
         self.antialias = antialias
+        if deterministic is not None:
+            argument_validation.check_bool(deterministic, "deterministic")
+        self.deterministic = deterministic
 
     def call(self, images, grid):
         return sampler.sample(
@@ -57,6 +65,7 @@ class BilinearSampler(keras.layers.Layer):
             padding_mode=self.padding_mode,
             align_corners=self.align_corners,
             antialias=self.antialias,
+            deterministic=self.deterministic,
         )
 
     def compute_output_shape(self, images_shape, grid_shape):
@@ -69,6 +78,7 @@ class BilinearSampler(keras.layers.Layer):
             "padding_mode": self.padding_mode,
             "align_corners": self.align_corners,
             "antialias": self.antialias,
+            "deterministic": self.deterministic,
         }
 
 

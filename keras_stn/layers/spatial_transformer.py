@@ -57,6 +57,10 @@ class SpatialTransformer(keras.layers.Layer):
         padding_mode: `"zeros"` (default), `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
         antialias: bool or int supersampling factor. Defaults to `False`.
+        deterministic: bool, whether the image gradient is bitwise
+            reproducible on GPUs (`keras_stn.config.set_deterministic`);
+            None (the default) follows `keras_stn.config.deterministic()`
+            when the layer is traced.
         lr_multiplier: finite float > 0, the localization branch's gradient
             multiplier (a learning-rate multiplier under SGD; see
             `LocalizationHead`). Defaults to 1.
@@ -97,6 +101,7 @@ class SpatialTransformer(keras.layers.Layer):
         padding_mode="zeros",
         align_corners=False,
         antialias=False,
+        deterministic=None,
         lr_multiplier=1.0,
         return_theta=False,
         return_grid=False,
@@ -132,6 +137,9 @@ class SpatialTransformer(keras.layers.Layer):
             align_corners, "align_corners"
         )
         self.antialias = antialias
+        if deterministic is not None:
+            argument_validation.check_bool(deterministic, "deterministic")
+        self.deterministic = deterministic
         self.lr_multiplier = argument_validation.check_positive_float(
             lr_multiplier, "lr_multiplier"
         )
@@ -243,6 +251,7 @@ class SpatialTransformer(keras.layers.Layer):
             padding_mode=self.padding_mode,
             align_corners=self.align_corners,
             antialias=self.antialias,
+            deterministic=self.deterministic,
         )
         return outputs, grid
 
@@ -377,6 +386,7 @@ class SpatialTransformer(keras.layers.Layer):
             "padding_mode": self.padding_mode,
             "align_corners": self.align_corners,
             "antialias": self.antialias,
+            "deterministic": self.deterministic,
             "lr_multiplier": self.lr_multiplier,
             "return_theta": self.return_theta,
             "return_grid": self.return_grid,

@@ -29,15 +29,19 @@ def tensorflow():
     return _tensorflow
 
 
-def gather_pixels(images, rows, cols):
+def gather_pixels(images, rows, cols, deterministic=False):
     """Returns `images[b, rows[b, ...], cols[b, ...]]` for each sample b.
 
     Args:
         images: tensor `(B, H, W, D)`.
         rows, cols: int32 tensors `(B, ...)`, in `[0, H)` and `[0, W)`.
+        deterministic: bool, whether the gradient w.r.t. `images` is the
+            bitwise-reproducible `deterministic_segment_sum`.
     Returns:
         Tensor `(B, ..., D)`.
     """
+    if deterministic:
+        return _deterministic_gather_pixels(images, rows, cols)
     if is_tensorflow():
         return tensorflow().gather_pixels(images, rows, cols)
     _, height, width, depth = ops.shape(images)
@@ -55,19 +59,22 @@ def _flat_index(rows, cols, height, width):
     return (offsets * height + rows) * width + cols
 
 
-def gather_quads(images, row, col):
+def gather_quads(images, row, col, deterministic=False):
     """Returns the 2x2 blocks of pixels with north-west corner `(row, col)`.
 
     Args:
         images: tensor `(B, H, W, D)`.
         row, col: int32 tensors `(B, ...)`, in `[0, H - 1)` and
             `[0, W - 1)`.
+        deterministic: bool, as in `gather_pixels`.
     Returns:
         Tensor `(B, ..., 4, D)`: the pixels at `(row, col)`, `(row, col +
         1)`, `(row + 1, col)` and `(row + 1, col + 1)`.
     """
     rows = ops.stack([row, row, row + 1, row + 1], axis=-1)
     cols = ops.stack([col, col + 1, col, col + 1], axis=-1)
+    if deterministic:
+        return _deterministic_gather_pixels(images, rows, cols)
     if is_tensorflow() and images.shape[-1] is not None:
         return tensorflow().gather_quads(images, rows, cols)
     return gather_pixels(images, rows, cols)
@@ -85,7 +92,146 @@ def scatter_add_rows(updates, indices, num_rows):
     """
     if is_tensorflow():
         return tensorflow().scatter_add_rows(updates, indices, num_rows)
+    if is_torch():
+        # Keras' torch segment_sum sums in float32 whatever the dtype,
+        # which rounds float64 and int32 sums.
+        import torch
+
+        out = torch.zeros(
+            (num_rows, *updates.shape[1:]),
+            dtype=updates.dtype,
+            device=updates.device,
+        )
+        return out.index_add_(0, indices.long(), updates)
     return ops.segment_sum(updates, indices, num_segments=num_rows)
+
+
+def _deterministic_gather_pixels(images, rows, cols):
+    """`gather_pixels` whose gradient is `deterministic_segment_sum`."""
+    shape = ops.shape(images)
+    height, width, depth = shape[1], shape[2], shape[3]
+    index = ops.reshape(_flat_index(rows, cols, height, width), (-1,))
+
+    # The index is an input with no gradient, not an array the function
+    # closes over (JAX cannot lower that under `jax.vjp(jax.jit(f))`).
+    @ops.custom_gradient
+    def _gather(table, index):
+        def _deterministic_gather_grad(*args, upstream=None):
+            """d table: the upstream rows summed exactly onto the rows
+            read."""
+            upstream = args[0] if upstream is None else upstream
+            return deterministic_segment_sum(
+                upstream, index, ops.shape(table)[0]
+            ), None
+
+        return ops.take(table, index, axis=0), _deterministic_gather_grad
+
+    values = _gather(ops.reshape(images, (-1, depth)), index)
+    return ops.reshape(values, (*ops.shape(rows), depth))
+
+
+# Each update becomes two int32 words of up to this many bits less log2 of
+# the number of updates its row receives, so that no word's sum can
+# overflow int32 (one bit to spare for the rounding of the scales).
+_WORD_BITS = 30
+
+
+def deterministic_segment_sum(updates, indices, num_rows):
+    """`scatter_add_rows` whose result is the same bits on every call.
+
+    Float atomics add in an order that varies between calls on GPUs, and
+    float addition is not associative. Integer addition is: each update is
+    scaled by a power of two and split into two int32 words, high and low
+    (`q = hi * 2**b + lo`, `0 <= lo < 2**b`), the words are summed as
+    integers, and the sums are scaled back. Per row, `b` is 30 less the
+    bits of the number of updates the row receives, so no sum overflows,
+    and the scale puts the row's largest `|update|` (over its columns) at
+    `2**(2b - 1)`: each update is kept to `2b - 1` bits below that (45 bits
+    for 64 updates a row), more than float32 holds, so the result equals
+    the float sum up to float rounding. A row that receives a NaN or an
+    infinite update is NaN. Differentiable w.r.t. `updates` (the transpose
+    is a gather).
+
+    Args:
+        updates: float tensor `(M, D)`.
+        indices: int32 tensor `(M,)`, each in `[0, num_rows)`.
+        num_rows: int or scalar int tensor.
+    Returns:
+        Tensor `(num_rows, D)` with the dtype of `updates`.
+    """
+
+    @ops.custom_gradient
+    def _sum(updates, indices):
+        def _deterministic_segment_sum_grad(*args, upstream=None):
+            """d updates: the upstream row each update was added to."""
+            upstream = args[0] if upstream is None else upstream
+            return ops.take(upstream, indices, axis=0), None
+
+        return _integer_sum(updates, indices, num_rows), (
+            _deterministic_segment_sum_grad
+        )
+
+    return _sum(updates, indices)
+
+
+def _integer_sum(updates, indices, num_rows):
+    """The exact integer sum of `deterministic_segment_sum`."""
+    dtype = updates.dtype
+    updates = ops.stop_gradient(updates)
+    counts = scatter_add_rows(ops.ones_like(indices), indices, num_rows)
+    largest = ops.segment_max(
+        ops.max(ops.abs(updates), axis=-1), indices, num_segments=num_rows
+    )
+    # Empty rows (whose maximum is the lowest float or -inf, by backend)
+    # get a count of 1 and a largest update of 0, which keeps them zero.
+    finite = ops.logical_or(counts == 0, ops.isfinite(largest))
+    largest = ops.where(
+        ops.logical_and(counts > 0, finite), largest, 0.0
+    )
+    counts = ops.cast(ops.maximum(counts, 1), dtype)
+    bits = _WORD_BITS - ops.ceil(ops.log2(counts))
+    exponent = ops.where(
+        largest > 0, ops.ceil(ops.log2(ops.maximum(largest, 2e-38))), 0.0
+    )
+    # The scale 2**(2b - 1 - exponent) as two factors, each within
+    # float32's range whatever the largest update's exponent.
+    shift = 2.0 * bits - 1.0 - exponent
+    half = ops.floor(shift / 2.0)
+    scale_a, scale_b = ops.power(2.0, half), ops.power(2.0, shift - half)
+    word = ops.power(2.0, bits)
+    row_scales = ops.stack([scale_a, scale_b, word], axis=-1)
+    scale_a, scale_b, word = ops.unstack(
+        ops.take(row_scales, indices, axis=0)[..., None], 3, axis=1
+    )
+    scaled = ops.where(ops.isfinite(updates), updates, 0.0) * scale_a * scale_b
+    # `floor` keeps float64 (Keras' floor and round compute it in float32
+    # on JAX and PyTorch).
+    high = floor(scaled / word)
+    low = floor(scaled - high * word + 0.5)
+    words = ops.concatenate(
+        [ops.cast(high, "int32"), ops.cast(low, "int32")], axis=-1
+    )
+    sums = scatter_add_rows(words, indices, num_rows)
+    depth = ops.shape(updates)[-1]
+    high_sum = ops.cast(sums[:, :depth], dtype)
+    low_sum = ops.cast(sums[:, depth:], dtype)
+    scale_a, scale_b, word = ops.unstack(row_scales[..., None], 3, axis=1)
+    total = (high_sum * word + low_sum) / scale_a / scale_b
+    return ops.where(finite[:, None], total, float("nan"))
+
+
+def on_gpu(x):
+    """Whether tensor `x` lives on (or, traced, will run on) a GPU."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "torch":
+        return getattr(getattr(x, "device", None), "type", "") == "cuda"
+    if backend == "tensorflow":
+        return tensorflow().has_gpu()
+    return False
 
 
 def floor(x):

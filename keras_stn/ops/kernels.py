@@ -7,6 +7,7 @@ and `align_corners`).
 
 from keras import ops
 
+from keras_stn import config
 from keras_stn.ops import _backend
 from keras_stn.utils import argument_validation
 from keras_stn.ops import coordinates
@@ -21,7 +22,7 @@ def _frame(images):
     return ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
 
 
-def _read_framed(framed, rows, cols, height, width):
+def _read_framed(framed, rows, cols, height, width, deterministic=False):
     """Pixels `(rows, cols)` `(B, ...)` of the image inside `framed`.
 
     Indices outside `[0, H) x [0, W)` read the zero frame. Differentiable
@@ -33,7 +34,7 @@ def _read_framed(framed, rows, cols, height, width):
     )
     rows = ops.where(outside, -1, ops.clip(rows, -1, height))
     cols = ops.where(outside, -1, ops.clip(cols, -1, width))
-    return _backend.gather_pixels(framed, rows + 1, cols + 1)
+    return _backend.gather_pixels(framed, rows + 1, cols + 1, deterministic)
 
 
 def _zero_link(grid):
@@ -51,7 +52,7 @@ def _zero_link(grid):
     return _link(grid)
 
 
-def _nearest_core(images, grid, padding_mode, align_corners):
+def _nearest_core(images, grid, padding_mode, align_corners, deterministic):
     """Nearest sampling of float32/64 inputs. The gradient w.r.t. `images`
     is the gather's scatter-add; the grid only chooses indices, so its
     gradient is zero."""
@@ -79,10 +80,15 @@ def _nearest_core(images, grid, padding_mode, align_corners):
     w, h = ops.cast(width, ix.dtype), ops.cast(height, iy.dtype)
     cols = ops.cast(ops.clip(ops.round(ix), -1.0, w), "int32")
     rows = ops.cast(ops.clip(ops.round(iy), -1.0, h), "int32")
-    return _read_framed(_frame(images), rows, cols, height, width) + link
+    taps = _read_framed(
+        _frame(images), rows, cols, height, width, deterministic
+    )
+    return taps + link
 
 
-def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
+def nearest_sample(
+    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
     """Samples `images` at the pixel nearest each grid point.
 
     Volumes `(B, D, H, W, C)` go to `volumes.nearest_sample_3d`.
@@ -101,6 +107,7 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
         grid: float tensor `(B, H_out, W_out, 2)`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `bilinear_sample`.
     Returns:
         Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
     Raises:
@@ -115,11 +122,14 @@ def nearest_sample(images, grid, padding_mode="zeros", align_corners=False):
     images, grid = sampling.check_sample_args(
         images, grid, padding_mode, align_corners
     )
+    deterministic = config.resolve_deterministic(deterministic)
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
-        ("nearest", padding_mode, align_corners),
-        lambda i, g: _nearest_core(i, g, padding_mode, align_corners),
+        ("nearest", padding_mode, align_corners, deterministic),
+        lambda i, g: _nearest_core(
+            i, g, padding_mode, align_corners, deterministic
+        ),
     )
     output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, images.dtype)
@@ -147,7 +157,9 @@ def _tap_index(tap, size, padding_mode, align_corners):
     return ops.cast(ops.round(tap), "int32")
 
 
-def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
+def bicubic_sample(
+    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
     """Samples `images` with PyTorch's bicubic kernel (cubic convolution,
     `A = -0.75`, 4x4 taps).
 
@@ -164,6 +176,7 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
         grid: float tensor `(B, H_out, W_out, 2)`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `bilinear_sample`.
     Returns:
         Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
     Raises:
@@ -172,17 +185,20 @@ def bicubic_sample(images, grid, padding_mode="zeros", align_corners=False):
     images, grid = sampling.check_sample_args(
         images, grid, padding_mode, align_corners
     )
+    deterministic = config.resolve_deterministic(deterministic)
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
-        ("bicubic", padding_mode, align_corners),
-        lambda i, g: _bicubic_core(i, g, padding_mode, align_corners),
+        ("bicubic", padding_mode, align_corners, deterministic),
+        lambda i, g: _bicubic_core(
+            i, g, padding_mode, align_corners, deterministic
+        ),
     )
     output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, images.dtype)
 
 
-def _bicubic_core(images, grid, padding_mode, align_corners):
+def _bicubic_core(images, grid, padding_mode, align_corners, deterministic):
     """Bicubic sampling of float32/64 inputs, differentiable by autodiff."""
     dtype = images.dtype
     _, height, width, channels = sampling.dims(images)
@@ -208,7 +224,11 @@ def _bicubic_core(images, grid, padding_mode, align_corners):
     ]
     framed = _frame(images)
     taps = ops.stack(
-        [_read_framed(framed, r, c, height, width) for r in rows for c in cols],
+        [
+            _read_framed(framed, r, c, height, width, deterministic)
+            for r in rows
+            for c in cols
+        ],
         axis=-2,
     )
     weights = ops.stack([a * b for a in wy for b in wx], axis=-1)

@@ -7,6 +7,7 @@ and `align_corners`).
 
 from keras import ops
 
+from keras_stn import config
 from keras_stn.utils import argument_validation
 from keras_stn.ops import antialias as antialias_lib
 from keras_stn.ops import kernels
@@ -41,6 +42,7 @@ def sample(
     padding_mode="zeros",
     align_corners=False,
     antialias=False,
+    deterministic=None,
 ):
     """Samples `images` at `grid` with any kernel, optionally anti-aliased.
 
@@ -63,6 +65,9 @@ def sample(
         antialias: bool or int. `True` supersamples by
             `max(2, ceil(input size / output size))`; an int sets the
             factor; `False` (default) samples once per pixel.
+        deterministic: bool, whether the gradient w.r.t. `images` is
+            bitwise reproducible on GPUs; None (the default) follows
+            `keras_stn.config.deterministic()`.
     Returns:
         Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
     Raises:
@@ -85,11 +90,16 @@ def sample(
     factor = antialias_lib.antialias_factor(
         antialias, tuple(images.shape[1:3]), tuple(grid.shape[1:3])
     )
+    deterministic = config.resolve_deterministic(deterministic)
     if factor == 1:
-        return samplers[kernel](images, grid, padding_mode, align_corners)
+        return samplers[kernel](
+            images, grid, padding_mode, align_corners, deterministic
+        )
     _, height, width, _ = sampling.dims(grid)
     fine = antialias_lib.supersample_grid(grid, factor)
-    out = samplers[kernel](images, fine, padding_mode, align_corners)
+    out = samplers[kernel](
+        images, fine, padding_mode, align_corners, deterministic
+    )
     channels = images.shape[-1] or ops.shape(images)[-1]
     out = ops.reshape(out, (-1, height, factor, width, factor, channels))
     # A sum, not ops.mean: Keras' JAX mean drops float64 to float32.

@@ -1,0 +1,272 @@
+"""The deterministic image gradient and the gather layouts, on every backend.
+
+`deterministic=True` replaces the float scatter-add of the image gradient by
+an exact integer sum (`_backend.deterministic_segment_sum`); the
+`"clipped"` layout reads taps from the image itself instead of a framed
+copy. Neither may change a value or a gradient beyond float rounding: both
+are checked against the default path and against NumPy's float64 sums.
+Bitwise reproducibility across calls is what the integer sum guarantees by
+construction; on a CPU the default is reproducible too, so the GPU side is
+measured by `benchmarks/sampler_benchmark.py` (its `repeatable` lines).
+"""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_stn
+from keras_stn import layers
+from keras_stn import ops as stn_ops
+from keras_stn.ops import _backend
+from tests import test_case
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    keras_stn.config.set_deterministic(None)
+    keras_stn.config.set_gather_layout("auto")
+
+
+def _numpy_sum(updates, indices, num_rows):
+    expected = np.zeros((num_rows, updates.shape[1]), np.float64)
+    np.add.at(expected, indices, updates.astype(np.float64))
+    return expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_integer_sum_equals_the_exact_sum(dtype):
+    gen = test_case.rng(3)
+    # Magnitudes over 16 decades, signs mixed, one row receiving 4096
+    # updates (so fewer bits per word), rows receiving none, exact zeros.
+    updates = gen.normal(size=(6000, 3)) * np.exp(gen.normal(size=(6000, 1)) * 6)
+    updates[:100] = 0.0
+    indices = np.concatenate(
+        [np.full(4096, 7), gen.integers(0, 300, 6000 - 4096)]
+    ).astype("int32")
+    updates = updates.astype(dtype)
+    actual = test_case.to_numpy(
+        _backend.deterministic_segment_sum(
+            ops.convert_to_tensor(updates), ops.convert_to_tensor(indices), 300
+        )
+    )
+    expected = _numpy_sum(updates, indices, 300)
+    # Each update keeps 2 * (30 - ceil(log2 n)) - 1 bits below its row's
+    # largest, n the row's updates (35 for the row of 4096, >= 49 for the
+    # others), beyond float32's rounding of the result; float64 results
+    # are kept to those bits, not to float64's 53.
+    counts = np.bincount(indices, minlength=300)[:, None]
+    bits = 2 * (30 - np.ceil(np.log2(np.maximum(counts, 1)))) - 1
+    row_largest = np.zeros((300, 1))
+    np.maximum.at(row_largest, indices, np.abs(updates).max(1, keepdims=True))
+    atol = counts * row_largest * 2.0**-bits
+    # The sums are scaled back in two roundings.
+    rtol = {"float32": 2.0**-22, "float64": 2.0**-51}[dtype]
+    assert np.all(np.abs(actual - expected) <= atol + rtol * np.abs(expected))
+    assert not np.any(actual[np.bincount(indices, minlength=300) == 0])
+
+
+def test_integer_sum_poisons_only_rows_with_non_finite_updates():
+    updates = np.array([[1.0, 2.0], [np.inf, 0.0], [3.0, np.nan], [4.0, 5.0]])
+    indices = ops.convert_to_tensor(np.array([0, 1, 1, 2], "int32"))
+    actual = test_case.to_numpy(
+        _backend.deterministic_segment_sum(
+            ops.convert_to_tensor(updates.astype("float32")), indices, 3
+        )
+    )
+    np.testing.assert_array_equal(actual[[0, 2]], [[1.0, 2.0], [4.0, 5.0]])
+    assert np.all(np.isnan(actual[1]))
+
+
+def test_integer_sum_of_zeros_and_of_tiny_values():
+    indices = ops.convert_to_tensor(np.array([0, 0, 2], "int32"))
+    zeros = ops.zeros((3, 2), "float32")
+    actual = _backend.deterministic_segment_sum(zeros, indices, 4)
+    np.testing.assert_array_equal(test_case.to_numpy(actual), 0.0)
+    # Normal float32s near the smallest (denormals are flushed to zero by
+    # some backends' CPU kernels, the default sum's too).
+    tiny = np.array([[1e-36, -3e-37], [2e-36, 0.0], [-2e-37, 5e-37]], "float32")
+    actual = _backend.deterministic_segment_sum(
+        ops.convert_to_tensor(tiny), indices, 4
+    )
+    expected = _numpy_sum(tiny, [0, 0, 2], 4)
+    np.testing.assert_allclose(
+        test_case.to_numpy(actual), expected, rtol=1e-6, atol=0.0
+    )
+
+
+def test_integer_sum_gradient_is_the_gather():
+    gen = test_case.rng(4)
+    updates = gen.normal(size=(9, 2))
+    indices = ops.convert_to_tensor(gen.integers(0, 4, 9).astype("int32"))
+    upstream = gen.normal(size=(4, 2))
+    _, (grad,) = test_case.gradients(
+        lambda u: _backend.deterministic_segment_sum(u, indices, 4),
+        updates,
+        upstream=upstream,
+    )
+    np.testing.assert_array_equal(
+        grad, upstream[test_case.to_numpy(indices)]
+    )
+
+
+def _sample_and_gradients(kernel, images, grid, padding_mode, deterministic):
+    def fn(i, g):
+        return stn_ops.sample(
+            i,
+            g,
+            kernel=kernel,
+            padding_mode=padding_mode,
+            deterministic=deterministic,
+        )
+
+    return test_case.gradients(fn, images, grid)
+
+
+# The layout switch is the bilinear sampler's; the other kernels take the
+# deterministic switch.
+CASES = [
+    ("bilinear", layout, deterministic)
+    for layout in ("framed", "clipped", "split")
+    for deterministic in (False, True)
+] + [
+    (kernel, "framed", True) for kernel in ("nearest", "bicubic")
+]
+
+
+@pytest.mark.parametrize("kernel,layout,deterministic", CASES)
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_values_and_gradients_equal_the_default(
+    kernel, padding_mode, layout, deterministic
+):
+    gen = test_case.rng(5)
+    # Channels 1 and 3: the framed layout's corner table and its quads.
+    for channels in (1, 3):
+        images = gen.normal(size=(2, 6, 7, channels))
+        # Points inside, on the border, one pixel out and far out, NaN.
+        grid = test_case.off_kink_grid(gen, (2, 5, 6, 2), (6, 7), -1.6, 1.6)
+        grid[0, 0, 0] = np.nan
+        keras_stn.config.set_gather_layout("framed")
+        expected = _sample_and_gradients(
+            kernel, images, grid, padding_mode, False
+        )
+        keras_stn.config.set_gather_layout(layout)
+        actual = _sample_and_gradients(
+            kernel, images, grid, padding_mode, deterministic
+        )
+        # float64: the integer sum keeps >= 40 bits of each image-gradient
+        # contribution; everything else is the same arithmetic.
+        test_case.assert_close(actual[0], expected[0], atol=1e-12)
+        for a, e in zip(actual[1], expected[1]):
+            test_case.assert_close(a, e, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["framed", "clipped", "split"])
+def test_deterministic_gradient_is_the_same_bits_every_call(layout):
+    keras_stn.config.set_gather_layout(layout)
+    gen = test_case.rng(6)
+    images = gen.random((2, 9, 9, 2)).astype("float32")
+    grid = gen.uniform(-1.1, 1.1, (2, 12, 12, 2)).astype("float32")
+    runs = [
+        _sample_and_gradients("bilinear", images, grid, "zeros", True)[1]
+        for _ in range(2)
+    ]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("layout", ["framed", "clipped", "split"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_second_derivatives_match_torch(layout, deterministic):
+    test_case.requires_torch()
+    from tests.ops import second_derivatives_test
+
+    keras_stn.config.set_gather_layout(layout)
+    keras_stn.config.set_deterministic(deterministic)
+    for padding_mode, align_corners in (("zeros", False), ("border", True)):
+        second_derivatives_test.test_second_derivatives_match_torch(
+            padding_mode, align_corners
+        )
+
+
+def test_switch_validates_and_ops_follow_it():
+    with pytest.raises(ValueError, match=r"`enabled` must be True or False"):
+        keras_stn.config.set_deterministic("yes")
+    with pytest.raises(ValueError, match=r"`layout` must be one of"):
+        keras_stn.config.set_gather_layout("planar")
+    with pytest.raises(ValueError, match=r"`deterministic` must be True"):
+        stn_ops.bilinear_sample(
+            np.zeros((1, 2, 2, 1), "float32"),
+            np.zeros((1, 1, 1, 2), "float32"),
+            deterministic=1,
+        )
+    with pytest.raises(ValueError, match=r"`deterministic` must be True"):
+        layers.SpatialTransformer(deterministic="True")
+    keras_stn.config.set_deterministic(True)
+    assert keras_stn.config.deterministic() is True
+    assert keras_stn.config.resolve_deterministic(None) is True
+    assert keras_stn.config.resolve_deterministic(False) is False
+
+
+def test_default_follows_the_environment_and_the_framework(monkeypatch):
+    keras_stn.config.set_deterministic(None)
+    monkeypatch.delenv(keras_stn.config.DETERMINISTIC_ENV, raising=False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert keras_stn.config.deterministic() is False
+    monkeypatch.setenv(keras_stn.config.DETERMINISTIC_ENV, "1")
+    assert keras_stn.config.deterministic() is True
+    monkeypatch.delenv(keras_stn.config.DETERMINISTIC_ENV)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        monkeypatch.setenv(
+            "XLA_FLAGS",
+            "--xla_force_host_platform_device_count=1 "
+            "--xla_gpu_deterministic_ops=true",
+        )
+        assert keras_stn.config.deterministic() is True
+        monkeypatch.delenv("XLA_FLAGS")
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        try:
+            assert keras_stn.config.deterministic() is True
+        finally:
+            torch.use_deterministic_algorithms(False)
+    else:
+        # `enable_op_determinism()` has no public reader; the environment
+        # variable it replaced has.
+        monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")
+        assert keras_stn.config.deterministic() is True
+        monkeypatch.delenv("TF_DETERMINISTIC_OPS")
+    assert keras_stn.config.deterministic() is False
+
+
+def test_auto_layout_is_framed_on_a_cpu():
+    images = ops.zeros((1, 3, 3, 1))
+    if _backend.on_gpu(images):
+        pytest.skip("runs on a GPU")
+    from keras_stn.ops import sampling
+
+    assert sampling.resolve_layout(images) == "framed"
+    keras_stn.config.set_gather_layout("clipped")
+    assert sampling.resolve_layout(images) == "clipped"
+
+
+def test_layer_passes_and_serializes_deterministic():
+    layer = layers.SpatialTransformer(
+        transform="attention", deterministic=True
+    )
+    config = layer.get_config()
+    assert config["deterministic"] is True
+    clone = layers.SpatialTransformer.from_config(config)
+    assert clone.deterministic is True
+    images = test_case.rng(8).random((2, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(
+        test_case.to_numpy(clone(images)),
+        test_case.to_numpy(layers.SpatialTransformer(transform="attention")(
+            images
+        )),
+        atol=1e-6,
+    )
