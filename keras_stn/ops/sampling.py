@@ -8,6 +8,7 @@ Convention: images are channels-last `(B, H, W, C)`; a grid is
 
 from keras import ops
 
+from keras_stn import config
 from keras_stn.ops import _backend
 from keras_stn.utils import argument_validation
 from keras_stn.ops import coordinates
@@ -78,8 +79,8 @@ def sample_points(grid, height, width, padding_mode, align_corners):
         north-west tap in a frame of one zero pixel around the image, so in
         `[0, H]` and `[0, W]`), `fx`, `fy` (fractional parts), `dx`, `dy`
         (d index / d grid coordinate, padding and validity included) and
-        `valid` (1.0 or 0.0); and `weights` `(B, H_out, W_out, 4)` for the
-        taps nw, ne, sw, se.
+        `valid` (1.0 or 0.0); `weights` `(B, H_out, W_out, 4)` for the
+        taps nw, ne, sw, se, and the same as a list, `tap_weights`.
     """
     dtype = grid.dtype
     ix, iy, valid, x_scale, y_scale = coordinates.pixel_indices(
@@ -111,13 +112,15 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     valid_f = ops.cast(valid, dtype)
     wx0, wx1 = (1.0 - fx) * valid_f, fx * valid_f
     wy0 = 1.0 - fy
-    weights = ops.stack([wx0 * wy0, wx1 * wy0, wx0 * fy, wx1 * fy], axis=-1)
+    tap_weights = [wx0 * wy0, wx1 * wy0, wx0 * fy, wx1 * fy]
+    weights = ops.stack(tap_weights, axis=-1)
     dx = ops.where(ops.logical_and(valid, x_in), x_pad * x_scale, zeros)
     dy = ops.where(ops.logical_and(valid, y_in), y_pad * y_scale, zeros)
     return {
         "row": ops.cast(y0, "int32") + 1,
         "col": ops.cast(x0, "int32") + 1,
         "weights": weights,
+        "tap_weights": tap_weights,
         "fx": fx,
         "fy": fy,
         "dx": dx,
@@ -126,7 +129,7 @@ def sample_points(grid, height, width, padding_mode, align_corners):
     }
 
 
-def _gather_corner_table(images, row, col):
+def _gather_corner_table(images, row, col, deterministic=False):
     """Four taps by one gather of `4C` values per point from a table that
     stacks each framed pixel with its east, south and south-east
     neighbours. A quarter of the index work of four gathers: the faster
@@ -143,19 +146,87 @@ def _gather_corner_table(images, row, col):
         ],
         axis=-1,
     )
-    taps = _backend.gather_pixels(table, row, col)
+    taps = _backend.gather_pixels(table, row, col, deterministic)
     channels = images.shape[-1] or ops.shape(images)[-1]
     return ops.reshape(taps, (*ops.shape(row), 4, channels))
 
 
-def _gather_framed_image(images, row, col):
+def _gather_framed_image(images, row, col, deterministic=False):
     """Four taps by one gather of `C` values at four indices per point from
     the zero-framed image: no table to build, the faster layout for many
     channels. Its gradient is one scatter of `4 * N` rows of `C`
     (`_backend.gather_quads`).
     """
     framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return _backend.gather_quads(framed, row, col)
+    return _backend.gather_quads(framed, row, col, deterministic)
+
+
+def _gather_clipped(images, row, col, deterministic=False):
+    """Four taps read from the image itself at indices clipped into it,
+    those outside zeroed: no framed copy of the image is written, and the
+    gradient scatters straight onto its pixels (the faster layout on GPUs,
+    where the copy costs as much as the gather).
+    """
+    _, height, width, _ = dims(images)
+    north, west = row - 1, col - 1  # back from the frame's coordinates
+    rows = ops.stack([north, north, north + 1, north + 1], axis=-1)
+    cols = ops.stack([west, west + 1, west, west + 1], axis=-1)
+    inside = ops.logical_and(
+        ops.logical_and(rows >= 0, rows < height),
+        ops.logical_and(cols >= 0, cols < width),
+    )
+    taps = _backend.gather_pixels(
+        images,
+        ops.clip(rows, 0, height - 1),
+        ops.clip(cols, 0, width - 1),
+        deterministic,
+    )
+    return taps * ops.cast(inside, images.dtype)[..., None]
+
+
+def _gather_split(images, row, col, deterministic=False):
+    """The four taps of `_gather_clipped` as a list of four `(B, H_out,
+    W_out, C)` tensors: each output is then an elementwise sum of gathers,
+    which XLA fuses into one loop, where a stacked `(..., 4, C)` array is
+    written and reduced over its tap axis. Deterministic, the four are one
+    tap-major gather, so that their transpose is one exact integer sum.
+    """
+    _, height, width, _ = dims(images)
+    north, west = row - 1, col - 1
+    corners = (
+        (north, west),
+        (north, west + 1),
+        (north + 1, west),
+        (north + 1, west + 1),
+    )
+    masks = [
+        ops.cast(
+            ops.logical_and(
+                ops.logical_and(rows >= 0, rows < height),
+                ops.logical_and(cols >= 0, cols < width),
+            ),
+            images.dtype,
+        )[..., None]
+        for rows, cols in corners
+    ]
+    clipped = [
+        (ops.clip(rows, 0, height - 1), ops.clip(cols, 0, width - 1))
+        for rows, cols in corners
+    ]
+    if deterministic:
+        taps = _backend.gather_pixels(
+            images,
+            ops.stack([rows for rows, _ in clipped], axis=1),
+            ops.stack([cols for _, cols in clipped], axis=1),
+            deterministic=True,
+        )
+        taps = [taps[:, k] for k in range(4)]
+    else:
+        taps = [
+            _backend.gather_pixels(images, rows, cols)
+            for rows, cols in clipped
+        ]
+    return [tap * mask for tap, mask in zip(taps, masks)]
 
 
 # Up to this many channels a corner table beats four gathers (measured with
@@ -164,24 +235,41 @@ def _gather_framed_image(images, row, col):
 CORNER_TABLE_MAX_CHANNELS = 1
 
 
-def gather_taps(images, row, col):
+def resolve_layout(images):
+    """`config.gather_layout()` with `"auto"` resolved for `images`' device:
+    `"split"` on a GPU, else `"framed"`."""
+    layout = config.gather_layout()
+    if layout == "auto":
+        return "split" if _backend.on_gpu(images) else "framed"
+    return layout
+
+
+def gather_taps(images, row, col, layout="framed", deterministic=False):
     """The four bilinear taps around each point.
 
     Args:
         images: float tensor `(B, H, W, C)`.
         row, col: int32 `(B, H_out, W_out)`, the north-west tap in the
             zero-framed image (`sample_points`).
+        layout: `"framed"` or `"clipped"` (`config.set_gather_layout`;
+            `"split"` is `_gather_split`, a list of taps).
+        deterministic: bool, whether the gradient w.r.t. `images` is
+            bitwise reproducible (`config.set_deterministic`).
     Returns:
         Tensor `(B, H_out, W_out, 4, C)`, taps nw, ne, sw, se; taps outside
         the image read zero. Differentiable w.r.t. `images` (a scatter-add).
     """
+    if layout == "clipped":
+        return _gather_clipped(images, row, col, deterministic)
     channels = images.shape[-1]
     if channels is not None and channels <= CORNER_TABLE_MAX_CHANNELS:
-        return _gather_corner_table(images, row, col)
-    return _gather_framed_image(images, row, col)
+        return _gather_corner_table(images, row, col, deterministic)
+    return _gather_framed_image(images, row, col, deterministic)
 
 
-def _bilinear_sample_core(images, grid, padding_mode, align_corners):
+def _bilinear_sample_core(
+    images, grid, padding_mode, align_corners, layout, deterministic
+):
     """Bilinear sampling of float32/64 `images` at `grid`.
 
     The taps are gathered by differentiable ops (their gradient w.r.t. the
@@ -190,10 +278,23 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
     """
     _, height, width, _ = dims(images)
     points = sample_points(grid, height, width, padding_mode, align_corners)
+    if layout == "split":
+        taps = _gather_split(
+            images,
+            ops.stop_gradient(points["row"]),
+            ops.stop_gradient(points["col"]),
+            deterministic,
+        )
+        return _combine_split(
+            *taps, grid, padding_mode=padding_mode,
+            align_corners=align_corners, size=(height, width),
+        )
     taps = gather_taps(
         images,
         ops.stop_gradient(points["row"]),
         ops.stop_gradient(points["col"]),
+        layout,
+        deterministic,
     )
 
     @ops.custom_gradient
@@ -246,7 +347,54 @@ def _bilinear_sample_core(images, grid, padding_mode, align_corners):
     return _combine(taps, grid)
 
 
-def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
+def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
+    """The bilinear kernel on four separate taps, with the gradient of
+    `_bilinear_sample_core`'s, written per tap (see there)."""
+    height, width = size
+
+    @ops.custom_gradient
+    def _combine(nw, ne, sw, se, grid):
+        taps = (nw, ne, sw, se)
+        pts = sample_points(grid, height, width, padding_mode, align_corners)
+        output = sum(
+            tap * weight[..., None]
+            for tap, weight in zip(taps, pts["tap_weights"])
+        )
+
+        def _bilinear_split_grad(*args, upstream=None):
+            """d taps = upstream * weight; d grid from each tap's
+            `sum_c tap * upstream` times its weight's slopes."""
+            upstream = args[0] if upstream is None else upstream
+            upstream = ops.cast(upstream, nw.dtype)
+            points = pts
+            if _backend.is_torch():
+                # As in `_bilinear_sample_core`: second derivatives.
+                points = sample_points(
+                    grid, height, width, padding_mode, align_corners
+                )
+            fx, fy = points["fx"], points["fy"]
+            slopes_x = (fy - 1.0, 1.0 - fy, -fy, fy)
+            slopes_y = (fx - 1.0, -fx, 1.0 - fx, fx)
+            tap_upstream = [ops.sum(tap * upstream, axis=-1) for tap in taps]
+            grad_x = sum(t * k for t, k in zip(tap_upstream, slopes_x))
+            grad_y = sum(t * k for t, k in zip(tap_upstream, slopes_y))
+            grad_grid = ops.stack(
+                [grad_x * points["dx"], grad_y * points["dy"]], axis=-1
+            )
+            grad_taps = [
+                upstream * weight[..., None]
+                for weight in points["tap_weights"]
+            ]
+            return (*grad_taps, grad_grid)
+
+        return output, _bilinear_split_grad
+
+    return _combine(*taps_and_grid)
+
+
+def bilinear_sample(
+    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
     """Samples `images` at normalised `(x, y)` points with a bilinear kernel.
 
     The paper's sampler (Jaderberg et al., eq. 5): each output pixel is the
@@ -274,11 +422,16 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
         padding_mode: str, `"zeros"`, `"border"` or `"reflection"`: what a
             point outside the image reads. Defaults to `"zeros"`.
         align_corners: bool. Defaults to `False`.
+        deterministic: bool, whether the gradient w.r.t. `images` is
+            bitwise reproducible on GPUs (an exact integer sum instead of
+            float atomics); None (the default) follows
+            `keras_stn.config.deterministic()`.
     Returns:
         Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
     Raises:
         ValueError: wrong ranks, a grid not ending in 2, batch sizes that
-            differ, non-float images or an unknown `padding_mode`.
+            differ, non-float images, an unknown `padding_mode` or a
+            `deterministic` that is not a bool or None.
 
     Example:
     >>> import numpy as np
@@ -296,12 +449,16 @@ def bilinear_sample(images, grid, padding_mode="zeros", align_corners=False):
     images, grid = check_sample_args(
         images, grid, padding_mode, align_corners
     )
+    deterministic = config.resolve_deterministic(deterministic)
     out_dtype = images.dtype
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     align_corners = bool(align_corners)
+    layout = resolve_layout(images)
     core = _backend.xla_compiled(
-        ("bilinear", padding_mode, align_corners),
-        lambda i, g: _bilinear_sample_core(i, g, padding_mode, align_corners),
+        ("bilinear", padding_mode, align_corners, layout, deterministic),
+        lambda i, g: _bilinear_sample_core(
+            i, g, padding_mode, align_corners, layout, deterministic
+        ),
     )
     output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, out_dtype)
