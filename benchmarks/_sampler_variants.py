@@ -22,6 +22,7 @@ import importlib.util
 import keras
 import numpy as np
 
+from keras_stn import config
 from keras_stn import ops as stn_ops
 
 THETA = ":theta"
@@ -35,9 +36,24 @@ def base_names(backend):
     """The variants (without `:theta`) that run under `backend`, ours first,
     then the peers."""
     names = {
-        "tensorflow": ["stn", "stn-xla", "twin", "twin-xla"],
-        "jax": ["stn-jit", "jax-mc"],
-        "torch": ["stn-eager", "stn-compile"],
+        "tensorflow": [
+            "stn",
+            "stn-xla",
+            "stn-split",
+            "stn-xla-split",
+            "stn-det",
+            "twin",
+            "twin-xla",
+        ],
+        "jax": [
+            "stn-jit",
+            "stn-jit-framed",
+            "stn-jit-clipped",
+            "stn-jit-split",
+            "stn-jit-det",
+            "jax-mc",
+        ],
+        "torch": ["stn-eager", "stn-eager-det", "stn-compile"],
     }[backend]
     if _importable("torch"):
         names.append("torch")
@@ -82,10 +98,12 @@ def build(variant, data, gpu):
         return _build_torch_peer(data, theta_only, gpu)
     if base == "jax-mc":
         return _build_jax(_map_coordinates_sample, data, theta_only)
-    if base == "stn-jit":
-        return _build_jax(_stn_sample, data, theta_only)
-    if base in ("stn-eager", "stn-compile"):
-        return _build_torch_backend(data, theta_only, base == "stn-compile")
+    if base.startswith("stn-jit"):
+        return _build_jax(_stn_sampler(base), data, theta_only)
+    if base.startswith("stn-eager") or base == "stn-compile":
+        return _build_torch_backend(
+            _stn_sampler(base), data, theta_only, base == "stn-compile"
+        )
     return _build_tf(base, data, theta_only, gpu)
 
 
@@ -96,12 +114,43 @@ def to_numpy(x):
     return np.asarray(x)
 
 
-def _stn_sample(out_size):
-    """`sample(images, theta)` with the package's ops."""
+# Variant-name suffixes of the package's ops: `-det`, the deterministic
+# image gradient; `-framed` / `-clipped` / `-split`, that gather layout
+# instead of the device's default (`keras_stn.config.set_gather_layout`).
+LAYOUT_SUFFIXES = {
+    "-framed": "framed",
+    "-clipped": "clipped",
+    "-split": "split",
+}
+
+
+def _stn_sampler(base):
+    """`make_sample(out_size)` for a variant of the package's ops."""
+    layout = next(
+        (v for k, v in LAYOUT_SUFFIXES.items() if base.endswith(k)), None
+    )
+    deterministic = base.endswith("-det")
+
+    def make_sample(out_size):
+        return _stn_sample(out_size, layout, deterministic)
+
+    return make_sample
+
+
+def _stn_sample(out_size, layout=None, deterministic=False):
+    """`sample(images, theta)` with the package's ops; the layout is set
+    while the sampler is traced (JAX and TensorFlow read it then)."""
 
     def sample(images, theta):
-        grid = stn_ops.affine_grid(theta, out_size)
-        return stn_ops.bilinear_sample(images, grid)
+        previous = config.gather_layout()
+        config.set_gather_layout(layout or previous)
+        try:
+            grid = stn_ops.affine_grid(theta, out_size)
+            return stn_ops.bilinear_sample(
+                images, grid, deterministic=deterministic
+            )
+        finally:
+            config.set_gather_layout(previous)
 
     return sample
 
@@ -123,8 +172,8 @@ def _build_tf(base, data, theta_only, gpu):
             )
             return reference.bilinear_sample(images, grid)
     else:
-        sample = _stn_sample(data["out_size"])
-    jit = base.endswith("-xla")
+        sample = _stn_sampler(base)(data["out_size"])
+    jit = "-xla" in base
     images = tf.constant(data["images"])
     theta = tf.constant(data["theta"])
     target = tf.constant(data["target"])
@@ -242,10 +291,10 @@ def _torch_wait(device):
         torch.cuda.synchronize(device)
 
 
-def _build_torch_backend(data, theta_only, compiled):
+def _build_torch_backend(make_sample, data, theta_only, compiled):
     import torch
 
-    sample = _stn_sample(data["out_size"])
+    sample = make_sample(data["out_size"])
     # Keras' torch backend puts tensors on its device (CUDA when present).
     images = keras.ops.convert_to_tensor(data["images"])
     theta = keras.ops.convert_to_tensor(data["theta"])

@@ -11,7 +11,14 @@
 # results.json / results.md / pictures, and log.txt.
 #
 #   bash benchmarks/gpu_session.sh            # the whole session
+#   bash benchmarks/gpu_session.sh --benchmarks-only   # no training
 #   bash benchmarks/gpu_session.sh --smoke    # a minute-long check on CPU
+#
+# The sampler benchmark runs the gather layouts, the deterministic image
+# gradient and the peers on every GPU workload, then the default and the
+# deterministic variants again under XLA's own deterministic flag
+# (`--xla_gpu_deterministic_ops=true`) for comparison (issue 15). Each
+# stage has a time limit, so that a slow one leaves the others their time.
 #
 # The long schedule: 20,000 steps of batch 256 per network (86 epochs of
 # the 60,000 training digits), Adam with cosine decay, as the issue asks;
@@ -20,12 +27,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 smoke=0
+training=1
 steps=20000
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
+    --benchmarks-only) training=0 ;;
     --steps) steps="$2"; shift ;;
-    *) echo "unknown option: $1 (expected --smoke or --steps N)" >&2; exit 2 ;;
+    *)
+      echo "unknown option: $1 (expected --smoke, --benchmarks-only or" \
+        "--steps N)" >&2
+      exit 2
+      ;;
   esac
   shift
 done
@@ -47,7 +60,7 @@ fi
 
 mnist=".gpu/mnist"
 [ -d "$mnist" ] || mnist="../shared/data/mnist"
-if [ ! -f "$mnist/train-images-idx3-ubyte.gz" ]; then
+if [ "$training" = 1 ] && [ ! -f "$mnist/train-images-idx3-ubyte.gz" ]; then
   echo "MNIST's four original files are not in .gpu/mnist or $mnist" >&2
   exit 2
 fi
@@ -59,27 +72,43 @@ print("keras", keras.__version__, "backend", keras.backend.backend(),
 EOF
 
 epochs=$(( (steps * 256 + 59999) / 60000 ))
+variants=stn-jit,stn-jit-framed,stn-jit-clipped,stn-jit-det,jax-mc,torch
+variants="$variants,stn-jit:theta,torch:theta"
 if [ "$smoke" = 1 ]; then
   sampler=(--workloads mnist --repeats 2 --warmup 1 --batch-size 8 --no-memory)
+  xla_det=(--workloads mnist --repeats 2 --warmup 1 --batch-size 8)
   volume=(--size 8 --repeats 2 --warmup 1)
   overhead=(--workloads mnist --quick)
-  training=(--epochs 1 --train-examples 512 --batch-size 64)
+  train=(--epochs 1 --train-examples 512 --batch-size 64)
 else
-  sampler=()
+  sampler=(--no-memory)
+  xla_det=(--workloads feat,cub-b128)
   volume=()
   overhead=()
-  training=(--epochs "$epochs" --batch-size 256)
+  train=(--epochs "$epochs" --batch-size 256)
 fi
 
+# `run LIMIT_S COMMAND...`: runs and logs a stage, stopped after LIMIT_S.
 run() {
-  echo "== $*" | tee -a "$log"
-  "$@" 2>&1 | tee -a "$log"
+  local limit="$1"
+  shift
+  echo "== $* (limit ${limit} s)" | tee -a "$log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$log" || echo "== stage ended: $?" \
+    | tee -a "$log"
 }
 
-run python3 benchmarks/sampler_benchmark.py "${sampler[@]}" --json "$out/sampler.json"
-run python3 benchmarks/volume_benchmark.py "${volume[@]}" --json "$out/volume.json"
-run python3 benchmarks/overhead_benchmark.py "${overhead[@]}" --json "$out/overhead.json"
-run python3 -m keras_stn table --data rts --models cnn st-cnn \
-  --transforms affine --data-source pydataset --manual-dir "$mnist" \
-  --out-dir "$out/rts" --verbose 2 --overwrite "${training[@]}"
+run 300 python3 benchmarks/sampler_benchmark.py "${sampler[@]}" \
+  --variants "$variants" --json "$out/sampler.json"
+XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
+  run 90 python3 benchmarks/sampler_benchmark.py "${xla_det[@]}" \
+  --no-memory --variants stn-jit,stn-jit-det --json "$out/sampler_xla_det.json"
+run 120 python3 benchmarks/volume_benchmark.py "${volume[@]}" \
+  --json "$out/volume.json"
+run 120 python3 benchmarks/overhead_benchmark.py "${overhead[@]}" \
+  --json "$out/overhead.json"
+if [ "$training" = 1 ]; then
+  run 3600 python3 -m keras_stn table --data rts --models cnn st-cnn \
+    --transforms affine --data-source pydataset --manual-dir "$mnist" \
+    --out-dir "$out/rts" --verbose 2 --overwrite "${train[@]}"
+fi
 echo "== done: $out" | tee -a "$log"

@@ -10,14 +10,19 @@ that no framework can prune the forward pass from the step. Variants
 
 - TensorFlow: `stn`, the package's ops in a `tf.function` (the default:
   the samplers compile themselves with XLA); `stn-xla`, the same under
-  `tf.function(jit_compile=True)`; `twin` and `twin-xla`, the plain
-  autodiff twin `tests/ops/reference.py` likewise;
-- JAX: `stn-jit`, the package's ops, `jax.jit` of `jax.value_and_grad`;
-  `jax-mc`, what a JAX user writes: the same affine points and
+  `tf.function(jit_compile=True)`; `stn-det`, `stn` with
+  `deterministic=True`; `twin` and `twin-xla`, the plain autodiff twin
+  `tests/ops/reference.py` likewise;
+- JAX: `stn-jit`, the package's ops, `jax.jit` of `jax.value_and_grad`
+  (the device's default gather layout); `stn-jit-framed` and
+  `stn-jit-clipped`, each gather layout (`keras_stn.config.
+  set_gather_layout`); `stn-jit-det`, `deterministic=True`; `jax-mc`, what
+  a JAX user writes: the same affine points and
   `jax.scipy.ndimage.map_coordinates(order=1)` per image and channel
   (vmap), jitted the same way;
-- PyTorch backend: `stn-eager`, the package's ops, eager; `stn-compile`,
-  the loss under `torch.compile` (skipped with a note when it fails);
+- PyTorch backend: `stn-eager`, the package's ops, eager; `stn-eager-det`,
+  with `deterministic=True`; `stn-compile`, the loss under
+  `torch.compile` (skipped with a note when it fails);
 - every backend: `torch`, PyTorch's `affine_grid` + `grid_sample` (NCHW),
   on CUDA when the backend has a GPU, else on the CPU with the thread
   count of the header, when `import torch` works.
@@ -39,7 +44,12 @@ torch peer's median with the same gradients. The step reads its loss back
 to the host, as a training loop that logs it does. The check lines give,
 per variant, the largest absolute difference of its output and gradients
 from those of the first variant with the same gradients (the loss
-relative), so a peer is seen to compute the same thing.
+relative), so a peer is seen to compute the same thing; and whether a
+second call of the step gave the same bits (`bitwise repeatable`: float
+atomics on a GPU need not). On a GPU the header gives the device's copy
+bandwidth (a 1 GiB copy, bytes read plus written per second) and each
+forward's rate over the least it must move, its input read once and its
+output written once.
 
 Memory: each variant's step runs again in a fresh process. On the CPU the
 column is the peak resident set size (VmHWM) during a few warmed-up steps
@@ -142,11 +152,19 @@ def run_variant(variant, data, repeats, warmup):
     except Exception as error:  # e.g. torch.compile on an unsupported op
         return {"skipped": f"{type(error).__name__}: {_first_line(error)}"}
     first_s = time.perf_counter() - start
+    grads = [variants_lib.to_numpy(g) for g in grads]
+    _, again = step()
     result = {
         "first_s": first_s,
         "out": None if theta_only else variants_lib.to_numpy(out),
         "loss": float(variants_lib.to_numpy(loss)),
-        "grads": [variants_lib.to_numpy(g) for g in grads],
+        "grads": grads,
+        # Whether a second call gives the same bits (float atomics on GPUs
+        # need not): per gradient, images first.
+        "repeatable": [
+            bool(np.array_equal(a, variants_lib.to_numpy(b)))
+            for a, b in zip(grads, again, strict=True)
+        ],
         "fwd": None,
     }
     if not theta_only:  # the same forward as the variant without `:theta`
@@ -179,6 +197,73 @@ def _differences(variant, mine, base, ref):
         scale = float(np.max(np.abs(b)))
         diffs.append(f"d{name} {_max_abs(a, b):.1e} (of {scale:.1e})")
     return f"- {variant} vs {base}: " + ", ".join(diffs)
+
+
+def _repeatability(variant, result):
+    """`- <variant>: bitwise repeatable: dimages yes, dtheta no`."""
+    names = ("images", "theta")[-len(result["repeatable"]) :]
+    cells = [
+        f"d{name} {'yes' if same else 'NO'}"
+        for name, same in zip(names, result["repeatable"], strict=True)
+    ]
+    return f"- {variant}: bitwise repeatable over two calls: {', '.join(cells)}"
+
+
+def workload_bytes(data):
+    """The least a forward pass moves: its input read once, its output
+    written once (float32), in bytes."""
+    images = data["images"]
+    out_height, out_width = data["out_size"]
+    batch, _, _, channels = images.shape
+    return images.nbytes + 4 * batch * out_height * out_width * channels
+
+
+def copy_bandwidth():
+    """Device-to-device copy bandwidth (bytes read + written per second) of
+    the backend's framework on its GPU: the median of 10 timed 1 GiB
+    copies; None on a CPU."""
+    if not _device.has_gpu():
+        return None
+    n = 2**28  # float32 values: 1 GiB
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.ones((n,), "float32")
+        copy = jax.jit(lambda x: x + 1.0)
+
+        def run():
+            jax.block_until_ready(copy(x))
+    elif backend == "torch":
+        import torch
+
+        x = torch.ones((n,), device="cuda")
+
+        def run():
+            x.clone()
+            torch.cuda.synchronize()
+    else:
+        import tensorflow as tf
+
+        x = tf.ones((n,))
+        copy = tf.function(lambda x: x + 1.0, jit_compile=True)
+
+        def run():
+            copy(x)[0].numpy()
+    times = _timing.time_block(run, 10, 2)
+    return 2 * 4 * n / (float(np.median(times)) / 1e3)
+
+
+def _bandwidth_line(variant, result, data, bandwidth):
+    """`- <variant> forward: N MB at X GB/s, Y % of the copy bandwidth`."""
+    moved = workload_bytes(data)
+    rate = moved / (result["fwd"]["median"] / 1e3)
+    return (
+        f"- {variant} forward: {moved / 1e6:.0f} MB (input read + output "
+        f"written) at {rate / 1e9:.0f} GB/s, {100 * rate / bandwidth:.0f} % "
+        "of the copy bandwidth"
+    )
 
 
 def _max_abs(a, b):
@@ -336,7 +421,7 @@ def table(rows, memory_label):
     return "\n".join(lines)
 
 
-def run(args):
+def run(args, bandwidth=None):
     """Times every workload and variant; returns the rows and checks."""
     rows, checks = [], []
     for workload in args.workloads:
@@ -348,6 +433,11 @@ def run(args):
             result = run_variant(variant, data, repeats, args.warmup)
             print(f"{workload}: {variant} done", file=sys.stderr)
             if "skipped" not in result:
+                checks.append(_repeatability(variant, result))
+                if bandwidth and result["fwd"] is not None:
+                    checks.append(
+                        _bandwidth_line(variant, result, data, bandwidth)
+                    )
                 # Compared at once, so that only the bases' arrays are kept.
                 _, theta_only = variants_lib.split(variant)
                 base = bases.setdefault(theta_only, (variant, result))
@@ -379,6 +469,7 @@ def run(args):
                         for key in ("fwd", "step")
                     },
                     "memory_mib": memory,
+                    "repeatable": result["repeatable"],
                 }
             )
     return rows, checks
@@ -464,10 +555,14 @@ def main(argv=None):
         workload, variant, batch = args.memory_child
         memory_child(workload, variant, int(batch) or None)
         return
-    header = _device.header(_torch_version())
+    bandwidth = copy_bandwidth()
+    extras = [_torch_version()]
+    if bandwidth:
+        extras.append(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write)")
+    header = _device.header(*extras)
     print(header)
     start = time.perf_counter()
-    rows, checks = run(args)
+    rows, checks = run(args, bandwidth)
     memory_label = (
         "peak GPU memory increase MiB"
         if _device.has_gpu()
@@ -491,6 +586,7 @@ def main(argv=None):
                 "memory": None if args.no_memory else memory_label,
                 "rows": rows,
                 "checks": checks,
+                "copy_bandwidth_bytes_per_s": bandwidth,
                 "total_s": total_s,
             },
         )
