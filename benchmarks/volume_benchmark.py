@@ -18,9 +18,16 @@ variant is timed in its own block (`_timing.time_block`): the first call
 (tracing, compilation) is reported apart, then a warm-up, then the timed
 repeats; times are medians with the interquartile range, in ms, and
 `x torch` is a median over torch's. Every clock stop waits for the device.
-On a GPU, the last column is the framework's peak device memory during the
-timed steps over what was allocated before them (blank on the CPU, where
-the frameworks' pooling allocators make RSS a poor measure).
+`peak MiB` is the memory a forward+backward step adds at its peak, over
+what was allocated before it. On a GPU: the framework's peak device memory
+during the timed steps. On the CPU: the growth of the peak resident set
+(VmHWM) over the resident set during one warm step, measured in a fresh
+process per variant (`--memory-probe`) whose malloc hands every block of
+256 KiB or more straight back to the system when freed, so that the
+resident set follows what is alive rather than what an allocator keeps
+(TensorFlow, with its oneDNN ops off there, XLA, JAX and PyTorch all
+allocate CPU buffers with malloc); it includes the step's outputs (the
+gradients).
 
 Run from the repository root:
 
@@ -28,11 +35,16 @@ Run from the repository root:
     python benchmarks/volume_benchmark.py --workloads b1-64c8 --repeats 5
     KERAS_BACKEND=jax python benchmarks/volume_benchmark.py
     python benchmarks/volume_benchmark.py --size 8 --repeats 1 --warmup 0
+    python benchmarks/volume_benchmark.py --skip-memory  # no CPU probes
 """
 
 import argparse
+import ctypes
+import gc
 import importlib.util
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -283,6 +295,63 @@ def _gpu_memory(variant):
     )
 
 
+# glibc's mallopt parameter: blocks at least this large are mmapped, and
+# unmapped when freed (setting it also stops glibc from raising it).
+_M_MMAP_THRESHOLD = -3
+_PROBE_MMAP_THRESHOLD = 256 * 2**10
+
+
+def _status_mib(field):
+    """A `/proc/self/status` field (kB) in MiB."""
+    with open("/proc/self/status") as f:
+        kb = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)
+    return int(kb) / 1024
+
+
+def memory_probe(args):
+    """Prints the peak resident growth (MiB) of one warm step of the one
+    variant and workload in `args` (run in a fresh process)."""
+    ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _PROBE_MMAP_THRESHOLD)
+    data = make_data(args.workloads[0], args.size)
+    _, step = build(args.variants[0], data, gpu=False)
+    for _ in range(2):  # compile, then warm up
+        step()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    before = _status_mib("VmRSS")
+    result = step()
+    peak = _status_mib("VmHWM")
+    del result
+    print(f"{peak - before:.1f}")
+
+
+def cpu_peak_memory(variant, workload, size):
+    """`memory_probe` of one variant in a fresh process: MiB, or None
+    where this system has no `/proc/self/clear_refs`."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-probe",
+        "--workloads",
+        workload,
+        "--variants",
+        variant,
+    ]
+    if size:
+        command += ["--size", str(size)]
+    # TensorFlow's oneDNN builds keep large CPU buffers in a pool of their
+    # own (its RSS never falls); without oneDNN's ops it allocates with
+    # malloc. The sampler runs no oneDNN op.
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, env=env
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def run_variant(variant, data, repeats, warmup, gpu):
     """Builds and times one variant in its own block."""
     forward, step = build(variant, data, gpu)
@@ -333,6 +402,10 @@ def run(args, gpu):
             results[variant] = run_variant(
                 variant, data, args.repeats, args.warmup, gpu
             )
+            if not gpu and not args.skip_memory:
+                results[variant]["memory_mib"] = cpu_peak_memory(
+                    variant, workload, args.size
+                )
             print(f"{workload}: {variant} done", file=sys.stderr)
         base = args.variants[0]
         checks.append(f"{workload}, max |difference| from {base}:")
@@ -416,6 +489,18 @@ def parse_args(argv=None):
         help="cubes of this many voxels instead of the workloads' (smoke runs)",
     )
     parser.add_argument("--json", default=None, help="also write rows here")
+    parser.add_argument(
+        "--skip-memory",
+        action="store_true",
+        help="on the CPU, leave out the peak memory probes (a fresh process "
+        "and compilation per variant)",
+    )
+    parser.add_argument(
+        "--memory-probe",
+        action="store_true",
+        help="internal: print the peak memory of one step of the one "
+        "variant and workload given, then exit",
+    )
     args = parser.parse_args(argv)
     for name, chosen, valid in (
         ("--workloads", args.workloads, list(WORKLOADS)),
@@ -433,6 +518,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.memory_probe:
+        memory_probe(args)
+        return
     gpu = _device.has_gpu()
     extras = []
     if importlib.util.find_spec("torch") is not None:
