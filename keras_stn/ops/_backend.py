@@ -130,10 +130,58 @@ def _deterministic_gather_pixels(images, rows, cols):
     return ops.reshape(values, (*ops.shape(rows), depth))
 
 
-# Each update becomes two int32 words of up to this many bits less log2 of
-# the number of updates its row receives, so that no word's sum can
-# overflow int32 (one bit to spare for the rounding of the scales).
-_WORD_BITS = 30
+def gather_tap_major(images, rows, cols, deterministic=False):
+    """`gather_pixels` of `K` taps per point, as `K` gathers forward and one
+    scatter-add backward.
+
+    Each tap is its own gather, so that a consumer of the taps reads them
+    as plain arrays (XLA fuses the gathers into it); their transpose is one
+    scatter-add (or `deterministic_segment_sum`) of all `K` taps' rows,
+    not `K` of them.
+
+    Args:
+        images: tensor `(B, H, W, D)`.
+        rows, cols: int32 tensors `(B, K, ...)`, in `[0, H)` and `[0, W)`.
+        deterministic: bool, as in `gather_pixels`.
+    Returns:
+        Tensor `(B, K, ..., D)`.
+    """
+    shape = ops.shape(images)
+    height, width, depth = shape[1], shape[2], shape[3]
+    index = _flat_index(rows, cols, height, width)
+    num_taps = rows.shape[1]
+
+    # The index is an input with no gradient (see above).
+    @ops.custom_gradient
+    def _gather(images, index):
+        table = ops.reshape(images, (-1, depth))
+        taps = [
+            gather_pixels(images, rows[:, k], cols[:, k])
+            for k in range(num_taps)
+        ]
+
+        def _gather_tap_major_grad(*args, upstream=None):
+            """d images: every tap's upstream rows summed onto the pixels
+            read, in one scatter-add."""
+            upstream = args[0] if upstream is None else upstream
+            flat_upstream = ops.reshape(upstream, (-1, depth))
+            flat_index = ops.reshape(index, (-1,))
+            sum_rows = (
+                deterministic_segment_sum if deterministic else scatter_add_rows
+            )
+            summed = sum_rows(flat_upstream, flat_index, ops.shape(table)[0])
+            return ops.reshape(summed, ops.shape(images)), None
+
+        return ops.stack(taps, axis=1), _gather_tap_major_grad
+
+    return _gather(images, index)
+
+
+# Each update becomes an integer of up to this many bits less log2 of the
+# number of updates its row receives, so that no row's sum can overflow
+# (one bit to spare for rounding): int32 words for float32 and narrower,
+# int64 for float64.
+_WORD_BITS = {"int32": 30, "int64": 62}
 
 
 def deterministic_segment_sum(updates, indices, num_rows):
@@ -141,16 +189,16 @@ def deterministic_segment_sum(updates, indices, num_rows):
 
     Float atomics add in an order that varies between calls on GPUs, and
     float addition is not associative. Integer addition is: each update is
-    scaled by a power of two and split into two int32 words, high and low
-    (`q = hi * 2**b + lo`, `0 <= lo < 2**b`), the words are summed as
-    integers, and the sums are scaled back. Per row, `b` is 30 less the
-    bits of the number of updates the row receives, so no sum overflows,
-    and the scale puts the row's largest `|update|` (over its columns) at
-    `2**(2b - 1)`: each update is kept to `2b - 1` bits below that (45 bits
-    for 64 updates a row), more than float32 holds, so the result equals
-    the float sum up to float rounding. A row that receives a NaN or an
-    infinite update is NaN. Differentiable w.r.t. `updates` (the transpose
-    is a gather).
+    scaled by a power of two, rounded to an integer, the integers are
+    summed, and the sums are scaled back. Per row, the scale puts the row's
+    largest `|update|` (over its columns) at `2**(b - 1)` with `b = 30 -
+    ceil(log2 n)` (int32; 62 and int64 for float64 updates), `n` the
+    number of updates the row receives, so that no sum overflows. Each
+    update is then rounded by less than `2**(1 - b)` times the row's
+    largest update, about float32's own rounding of a sum holding that
+    update while a row receives up to 64 updates (`b >= 24`): the result
+    equals the float sum up to float rounding. A row that receives a NaN or an infinite update
+    is NaN. Differentiable w.r.t. `updates` (the transpose is a gather).
 
     Args:
         updates: float tensor `(M, D)`.
@@ -176,7 +224,8 @@ def deterministic_segment_sum(updates, indices, num_rows):
 
 def _integer_sum(updates, indices, num_rows):
     """The exact integer sum of `deterministic_segment_sum`."""
-    dtype = updates.dtype
+    dtype = keras.backend.standardize_dtype(updates.dtype)
+    word = "int64" if dtype == "float64" else "int32"
     updates = ops.stop_gradient(updates)
     counts = scatter_add_rows(ops.ones_like(indices), indices, num_rows)
     largest = ops.segment_max(
@@ -185,38 +234,30 @@ def _integer_sum(updates, indices, num_rows):
     # Empty rows (whose maximum is the lowest float or -inf, by backend)
     # get a count of 1 and a largest update of 0, which keeps them zero.
     finite = ops.logical_or(counts == 0, ops.isfinite(largest))
-    largest = ops.where(
-        ops.logical_and(counts > 0, finite), largest, 0.0
-    )
+    largest = ops.where(ops.logical_and(counts > 0, finite), largest, 0.0)
     counts = ops.cast(ops.maximum(counts, 1), dtype)
-    bits = _WORD_BITS - ops.ceil(ops.log2(counts))
+    bits = _WORD_BITS[word] - ops.ceil(ops.log2(counts))
     exponent = ops.where(
         largest > 0, ops.ceil(ops.log2(ops.maximum(largest, 2e-38))), 0.0
     )
-    # The scale 2**(2b - 1 - exponent) as two factors, each within
+    # The scale 2**(b - 1 - exponent) as two factors, each within
     # float32's range whatever the largest update's exponent.
-    shift = 2.0 * bits - 1.0 - exponent
-    half = ops.floor(shift / 2.0)
-    scale_a, scale_b = ops.power(2.0, half), ops.power(2.0, shift - half)
-    word = ops.power(2.0, bits)
-    row_scales = ops.stack([scale_a, scale_b, word], axis=-1)
-    scale_a, scale_b, word = ops.unstack(
-        ops.take(row_scales, indices, axis=0)[..., None], 3, axis=1
+    shift = bits - 1.0 - exponent
+    half = floor(shift / 2.0)
+    row_scales = ops.stack(
+        [ops.power(2.0, half), ops.power(2.0, shift - half)], axis=-1
+    )
+    scale_a, scale_b = ops.unstack(
+        ops.take(row_scales, indices, axis=0)[..., None], 2, axis=1
     )
     scaled = ops.where(ops.isfinite(updates), updates, 0.0) * scale_a * scale_b
-    # `floor` keeps float64 (Keras' floor and round compute it in float32
-    # on JAX and PyTorch).
-    high = floor(scaled / word)
-    low = floor(scaled - high * word + 0.5)
-    words = ops.concatenate(
-        [ops.cast(high, "int32"), ops.cast(low, "int32")], axis=-1
+    # `floor` keeps float64 (Keras' round computes it in float32 on JAX
+    # and PyTorch).
+    sums = scatter_add_rows(
+        ops.cast(floor(scaled + 0.5), word), indices, num_rows
     )
-    sums = scatter_add_rows(words, indices, num_rows)
-    depth = ops.shape(updates)[-1]
-    high_sum = ops.cast(sums[:, :depth], dtype)
-    low_sum = ops.cast(sums[:, depth:], dtype)
-    scale_a, scale_b, word = ops.unstack(row_scales[..., None], 3, axis=1)
-    total = (high_sum * word + low_sum) / scale_a / scale_b
+    scale_a, scale_b = ops.unstack(row_scales[..., None], 2, axis=1)
+    total = ops.cast(sums, dtype) / scale_a / scale_b
     return ops.where(finite[:, None], total, float("nan"))
 
 

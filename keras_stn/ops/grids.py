@@ -133,6 +133,18 @@ def _use_block_basis(matrix, rows):
     return num_points * num_terms * rows * rows <= BLOCK_BASIS_MAX_SIZE
 
 
+def _sum_of_products(a, b, axis=2):
+    """`sum(a * b, axis)` in the inputs' own precision.
+
+    On GPUs the frameworks run float32 matmuls and einsums in TF32 by
+    default (JAX and TensorFlow), which rounds the factors to 10 bits:
+    sampling points off by a fifth of a pixel at 448 pixels, and theta
+    gradients far off. A broadcast product and a sum are exact float32
+    arithmetic, which XLA fuses into one reduction.
+    """
+    return ops.sum(a * b, axis=axis)
+
+
 def combine_points(matrix, coefficients):
     """Per-sample linear combinations of fixed point features.
 
@@ -143,7 +155,8 @@ def combine_points(matrix, coefficients):
     output is `(P, B * rows)` and transposes it for every reader (a sixth
     of the mnist sampler step when measured). The zeros of the block matrix
     cost
-    `B * M * P * rows^2` multiply-adds, a few million.
+    `B * M * P * rows^2` multiply-adds, a few million. On a GPU it is a
+    broadcast product and a sum, exact where matmuls round to TF32.
 
     Args:
         matrix: float tensor `(P, M)` of static shape, e.g. the points
@@ -153,6 +166,8 @@ def combine_points(matrix, coefficients):
         Tensor `(B, P, rows)`.
     """
     num_terms, rows = coefficients.shape[1:]
+    if _backend.on_gpu(coefficients):
+        return _sum_of_products(matrix[None, :, :, None], coefficients[:, None])
     if not _use_block_basis(matrix, rows):
         return ops.einsum("pm,bmi->bpi", matrix, coefficients)
     flat = _backend.matmul(
@@ -172,6 +187,10 @@ def combine_points_gradient(matrix, upstream):
         Tensor `(B, M, rows)`: `sum_p matrix[p, m] upstream[b, p, i]`.
     """
     num_points, rows = upstream.shape[1:]
+    if _backend.on_gpu(upstream):
+        return _sum_of_products(
+            matrix[None, :, :, None], upstream[:, :, None], axis=1
+        )
     if not _use_block_basis(matrix, rows):
         return ops.einsum("pm,bpi->bmi", matrix, upstream)
     flat = ops.reshape(upstream, (-1, num_points * rows))

@@ -188,8 +188,8 @@ def _gather_split(images, row, col, deterministic=False):
     """The four taps of `_gather_clipped` as a list of four `(B, H_out,
     W_out, C)` tensors: each output is then an elementwise sum of gathers,
     which XLA fuses into one loop, where a stacked `(..., 4, C)` array is
-    written and reduced over its tap axis. Deterministic, the four are one
-    tap-major gather, so that their transpose is one exact integer sum.
+    written and reduced over its tap axis. Their transpose is one
+    scatter-add (`_backend.gather_tap_major`).
     """
     _, height, width, _ = dims(images)
     north, west = row - 1, col - 1
@@ -213,20 +213,13 @@ def _gather_split(images, row, col, deterministic=False):
         (ops.clip(rows, 0, height - 1), ops.clip(cols, 0, width - 1))
         for rows, cols in corners
     ]
-    if deterministic:
-        taps = _backend.gather_pixels(
-            images,
-            ops.stack([rows for rows, _ in clipped], axis=1),
-            ops.stack([cols for _, cols in clipped], axis=1),
-            deterministic=True,
-        )
-        taps = [taps[:, k] for k in range(4)]
-    else:
-        taps = [
-            _backend.gather_pixels(images, rows, cols)
-            for rows, cols in clipped
-        ]
-    return [tap * mask for tap, mask in zip(taps, masks)]
+    taps = _backend.gather_tap_major(
+        images,
+        ops.stack([rows for rows, _ in clipped], axis=1),
+        ops.stack([cols for _, cols in clipped], axis=1),
+        deterministic,
+    )
+    return [taps[:, k] * mask for k, mask in enumerate(masks)]
 
 
 # Up to this many channels a corner table beats four gathers (measured with

@@ -10,6 +10,8 @@ construction; on a CPU the default is reproducible too, so the GPU side is
 measured by `benchmarks/sampler_benchmark.py` (its `repeatable` lines).
 """
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -30,8 +32,14 @@ def _restore():
 
 
 def _numpy_sum(updates, indices, num_rows):
+    """The exactly rounded float64 sums (`math.fsum`): a plain float64 sum
+    of magnitudes over 16 decades is less exact than the integer sum."""
+    updates = np.asarray(updates, np.float64)
+    indices = np.asarray(indices)
     expected = np.zeros((num_rows, updates.shape[1]), np.float64)
-    np.add.at(expected, indices, updates.astype(np.float64))
+    for row in np.unique(indices):
+        for col in range(updates.shape[1]):
+            expected[row, col] = math.fsum(updates[indices == row, col])
     return expected
 
 
@@ -52,17 +60,18 @@ def test_integer_sum_equals_the_exact_sum(dtype):
         )
     )
     expected = _numpy_sum(updates, indices, 300)
-    # Each update keeps 2 * (30 - ceil(log2 n)) - 1 bits below its row's
-    # largest, n the row's updates (35 for the row of 4096, >= 49 for the
-    # others), beyond float32's rounding of the result; float64 results
-    # are kept to those bits, not to float64's 53.
+    # Each update is rounded by less than 2**(1 - b) of its row's largest,
+    # with b = 30 - ceil(log2 n) for float32 (62 - ... for float64), n the
+    # row's updates (12 for the row of 4096 in float32, >= 24 for the others);
+    # the sum is then rounded to the dtype.
     counts = np.bincount(indices, minlength=300)[:, None]
-    bits = 2 * (30 - np.ceil(np.log2(np.maximum(counts, 1)))) - 1
+    word_bits = {"float32": 30, "float64": 62}[dtype]
+    bits = word_bits - np.ceil(np.log2(np.maximum(counts, 1)))
     row_largest = np.zeros((300, 1))
     np.maximum.at(row_largest, indices, np.abs(updates).max(1, keepdims=True))
-    atol = counts * row_largest * 2.0**-bits
-    # The sums are scaled back in two roundings.
-    rtol = {"float32": 2.0**-22, "float64": 2.0**-51}[dtype]
+    atol = counts * row_largest * 2.0 ** (1 - bits)
+    # The integer sum is rounded to the dtype: one ulp.
+    rtol = {"float32": 2.0**-23, "float64": 2.0**-52}[dtype]
     assert np.all(np.abs(actual - expected) <= atol + rtol * np.abs(expected))
     assert not np.any(actual[np.bincount(indices, minlength=300) == 0])
 

@@ -368,3 +368,23 @@ def test_combine_points_and_its_gradient_are_the_einsum(monkeypatch, limit):
         np.einsum("pm,bpi->bmi", matrix, upstream),
         1e-12,
     )
+
+
+@pytest.mark.parametrize("family", ["affine", "projective", "tps"])
+def test_gpu_form_of_the_grids_equals_the_cpu_form(family, monkeypatch):
+    """On GPUs the grids are broadcast products and sums, exact in float32
+    where the frameworks' matmuls round to TF32 by default (a fifth of a
+    pixel at 448 pixels, measured on an H200): the same values and theta
+    gradients as the CPU form."""
+    gen = test_case.rng(21)
+    identity = stn_ops.transforms.get(family).identity()
+    theta = identity + gen.normal(0.0, 0.1, (3, identity.size))
+
+    def grid(theta):
+        return stn_ops.grid_for(family, theta, (7, 9))
+
+    expected = test_case.gradients(grid, theta)
+    monkeypatch.setattr(grids._backend, "on_gpu", lambda x: True)
+    actual = test_case.gradients(grid, theta)
+    test_case.assert_close(actual[0], expected[0], atol=1e-13)
+    test_case.assert_close(actual[1][0], expected[1][0], atol=1e-12)
