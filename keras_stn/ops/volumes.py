@@ -244,8 +244,9 @@ def _grid_gradient(tap_upstream, fractions, derivatives):
                   (u_{t + s_a} - u_t) * prod over the other axes of factors,
     with `u_t` the tap's value contracted with the upstream, `s_a` the step
     to the upper tap and `d_a` = d index / d coordinate. Written per tap on
-    `(...)` tensors (one loop per point under XLA; the same sums over a
-    tap axis were several times slower on CPU).
+    `(...)` tensors, one loop per point under XLA: with one channel, the
+    same sums over a `(..., 8)` tap axis were several times slower on CPU
+    (with eight channels a little faster, a step that is not the slow one).
 
     Args:
         tap_upstream: eight float tensors `(...)`, in the order of
@@ -319,10 +320,10 @@ def _gather_corner_table(volumes, lower):
 
 
 # Up to this many channels the taps come from the corner table (measured
-# with benchmarks/volume_benchmark.py on a 2-core CPU under XLA: several
-# times faster than the framed slabs forward and backward for C = 1 and
-# C = 8). More channels take the slabs, which need no table of 8 times the
-# volume.
+# with benchmarks/volume_benchmark.py's workloads on a 2-core CPU under
+# XLA: several times faster than the framed slabs for the forward pass and
+# the volume gradient, C = 1 and C = 8). More channels take the slabs,
+# which build no table of 8 times the volume.
 CORNER_TABLE_MAX_CHANNELS = 8
 
 
