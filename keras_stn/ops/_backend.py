@@ -134,47 +134,68 @@ def gather_tap_major(images, rows, cols, deterministic=False):
     """`gather_pixels` of `K` taps per point, as `K` gathers forward and one
     scatter-add backward.
 
-    Each tap is its own gather, so that a consumer of the taps reads them
-    as plain arrays (XLA fuses the gathers into it); their transpose is one
-    scatter-add (or `deterministic_segment_sum`) of all `K` taps' rows,
-    not `K` of them.
+    Each tap is its own gather and its own output, so that a consumer reads
+    the taps as plain arrays (XLA fuses the gathers into it); their
+    transpose is one scatter-add (or `deterministic_segment_sum`) of all
+    `K` taps' rows, not `K` of them.
 
     Args:
         images: tensor `(B, H, W, D)`.
         rows, cols: int32 tensors `(B, K, ...)`, in `[0, H)` and `[0, W)`.
         deterministic: bool, as in `gather_pixels`.
     Returns:
-        Tensor `(B, K, ..., D)`.
+        A list of `K` tensors `(B, ..., D)`.
     """
     shape = ops.shape(images)
     height, width, depth = shape[1], shape[2], shape[3]
     index = _flat_index(rows, cols, height, width)
     num_taps = rows.shape[1]
+    sum_rows = deterministic_segment_sum if deterministic else scatter_add_rows
 
-    # The index is an input with no gradient (see above).
-    @ops.custom_gradient
-    def _gather(images, index):
-        table = ops.reshape(images, (-1, depth))
-        taps = [
+    def scatter(images, upstream):
+        """d images: every tap's upstream rows summed onto the pixels
+        read, in one scatter-add."""
+        summed = sum_rows(
+            ops.reshape(upstream, (-1, depth)),
+            ops.reshape(index, (-1,)),
+            ops.shape(images)[0] * height * width,
+        )
+        return ops.reshape(summed, ops.shape(images))
+
+    def taps_of(images):
+        return [
             gather_pixels(images, rows[:, k], cols[:, k])
             for k in range(num_taps)
         ]
 
+    if is_torch():
+        # Keras' PyTorch custom gradient takes one output: the taps are
+        # stacked (PyTorch runs eagerly; there is nothing to fuse).
+        @ops.custom_gradient
+        def _stacked(images, index):
+            def _gather_tap_major_grad(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                return scatter(images, upstream), None
+
+            return ops.stack(taps_of(images), axis=1), _gather_tap_major_grad
+
+        stacked = _stacked(images, index)
+        return [stacked[:, k] for k in range(num_taps)]
+
+    # The index is an input with no gradient (see above).
+    @ops.custom_gradient
+    def _gather(images, index):
         def _gather_tap_major_grad(*args, upstream=None):
-            """d images: every tap's upstream rows summed onto the pixels
-            read, in one scatter-add."""
-            upstream = args[0] if upstream is None else upstream
-            flat_upstream = ops.reshape(upstream, (-1, depth))
-            flat_index = ops.reshape(index, (-1,))
-            sum_rows = (
-                deterministic_segment_sum if deterministic else scatter_add_rows
-            )
-            summed = sum_rows(flat_upstream, flat_index, ops.shape(table)[0])
-            return ops.reshape(summed, ops.shape(images)), None
+            # One cotangent per tap: JAX passes them as one tuple,
+            # TensorFlow as arguments.
+            upstreams = args if upstream is None else upstream
+            if len(upstreams) == 1:
+                upstreams = upstreams[0]
+            return scatter(images, ops.stack(list(upstreams), axis=1)), None
 
-        return ops.stack(taps, axis=1), _gather_tap_major_grad
+        return tuple(taps_of(images)), _gather_tap_major_grad
 
-    return _gather(images, index)
+    return list(_gather(images, index))
 
 
 # Each update becomes an integer of up to this many bits less log2 of the

@@ -140,9 +140,16 @@ def _sum_of_products(a, b, axis=2):
     default (JAX and TensorFlow), which rounds the factors to 10 bits:
     sampling points off by a fifth of a pixel at 448 pixels, and theta
     gradients far off. A broadcast product and a sum are exact float32
-    arithmetic, which XLA fuses into one reduction.
+    arithmetic. Up to 4 terms the sum is written out as additions, so that
+    XLA fuses the points into the sampler that reads them (a reduction
+    would be its own kernel, its output written to memory).
     """
-    return ops.sum(a * b, axis=axis)
+    products = a * b
+    terms = products.shape[axis]
+    if terms > 4:
+        return ops.sum(products, axis=axis)
+    parts = ops.split(products, terms, axis=axis)
+    return ops.squeeze(sum(parts[1:], parts[0]), axis=axis)
 
 
 def combine_points(matrix, coefficients):

@@ -117,7 +117,7 @@ def nearest_sample(
         from keras_stn.ops import volumes
 
         return volumes.nearest_sample_3d(
-            images, grid, padding_mode, align_corners
+            images, grid, padding_mode, align_corners, deterministic
         )
     images, grid = sampling.check_sample_args(
         images, grid, padding_mode, align_corners

@@ -16,7 +16,9 @@ from keras_stn.ops import sampling
 KERNELS = ("bilinear", "nearest", "bicubic")
 
 
-def _sample_volumes(volumes, grid, kernel, padding_mode, align_corners, antialias):
+def _sample_volumes(
+    volumes, grid, kernel, padding_mode, align_corners, antialias, deterministic
+):
     """`sample` on volumes: trilinear or nearest, no anti-aliasing."""
     from keras_stn.ops import volumes as volumes_lib
 
@@ -28,10 +30,10 @@ def _sample_volumes(volumes, grid, kernel, padding_mode, align_corners, antialia
         )
     if kernel == "nearest":
         return volumes_lib.nearest_sample_3d(
-            volumes, grid, padding_mode, align_corners
+            volumes, grid, padding_mode, align_corners, deterministic
         )
     return volumes_lib.trilinear_sample(
-        volumes, grid, padding_mode, align_corners
+        volumes, grid, padding_mode, align_corners, deterministic
     )
 
 
@@ -77,7 +79,13 @@ def sample(
     argument_validation.check_choice(kernel, KERNELS, "kernel")
     if sampling.is_volume(images):
         return _sample_volumes(
-            images, grid, kernel, padding_mode, align_corners, antialias
+            images,
+            grid,
+            kernel,
+            padding_mode,
+            align_corners,
+            antialias,
+            deterministic,
         )
     images, grid = sampling.check_sample_args(
         images, grid, padding_mode, align_corners

@@ -219,7 +219,7 @@ def _gather_split(images, row, col, deterministic=False):
         ops.stack([cols for _, cols in clipped], axis=1),
         deterministic,
     )
-    return [taps[:, k] * mask for k, mask in enumerate(masks)]
+    return [tap * mask for tap, mask in zip(taps, masks)]
 
 
 # Up to this many channels a corner table beats four gathers (measured with
@@ -437,7 +437,7 @@ def bilinear_sample(
         from keras_stn.ops import volumes
 
         return volumes.trilinear_sample(
-            images, grid, padding_mode, align_corners
+            images, grid, padding_mode, align_corners, deterministic
         )
     images, grid = check_sample_args(
         images, grid, padding_mode, align_corners

@@ -13,6 +13,8 @@ import itertools
 import numpy as np
 from keras import ops
 
+from keras_stn import config
+
 from keras_stn.ops import _backend
 from keras_stn.ops import coordinates
 from keras_stn.ops import grids
@@ -279,7 +281,7 @@ def _framed_slabs(volumes):
     return ops.reshape(framed, (-1, depth * height, width, channels))
 
 
-def _gather_framed_slabs(volumes, lower):
+def _gather_framed_slabs(volumes, lower, deterministic=False):
     """Eight taps as two 2x2 blocks (`_backend.gather_quads`) of the framed
     volume seen as an image of slabs: at the lower `z` and one slab
     further. No table to build: the layout for many channels."""
@@ -288,11 +290,13 @@ def _gather_framed_slabs(volumes, lower):
     row = z0 * (height + 2) + y0
     rows = ops.stack([row, row + (height + 2)], axis=-1)
     cols = ops.stack([x0, x0], axis=-1)
-    taps = _backend.gather_quads(_framed_slabs(volumes), rows, cols)
+    taps = _backend.gather_quads(
+        _framed_slabs(volumes), rows, cols, deterministic
+    )
     return ops.reshape(taps, (*ops.shape(x0), 8, channels))
 
 
-def _gather_corner_table(volumes, lower):
+def _gather_corner_table(volumes, lower, deterministic=False):
     """Eight taps by one gather of `8 C` values per point from a table that
     holds each framed voxel with its seven upper neighbours (the 3-D form
     of `sampling`'s corner table). One index per point instead of eight,
@@ -315,8 +319,40 @@ def _gather_corner_table(volumes, lower):
         table, (-1, (depth + 1) * (height + 1), width + 1, 8 * channels)
     )
     x0, y0, z0 = lower
-    taps = _backend.gather_pixels(table, z0 * (height + 1) + y0, x0)
+    taps = _backend.gather_pixels(
+        table, z0 * (height + 1) + y0, x0, deterministic
+    )
     return ops.reshape(taps, (*ops.shape(x0), 8, channels))
+
+
+def _gather_clipped(volumes, lower, deterministic=False):
+    """Eight taps read from the volume itself at indices clipped into it,
+    those outside zeroed: eight gathers and one scatter-add
+    (`_backend.gather_tap_major`), no framed copy and no table (the layout
+    for GPUs, where building either costs as much as the gathers)."""
+    _, depth, height, width, channels = sampling.dims(volumes)
+    slabs = ops.reshape(volumes, (-1, depth * height, width, channels))
+    # Back from the frame's coordinates.
+    x0, y0, z0 = (index - 1 for index in lower)
+    rows, cols, masks = [], [], []
+    for bz, by, bx in _TAP_BITS:
+        x, y, z = x0 + bx, y0 + by, z0 + bz
+        inside = ops.logical_and(
+            ops.logical_and(
+                ops.logical_and(x >= 0, x < width),
+                ops.logical_and(y >= 0, y < height),
+            ),
+            ops.logical_and(z >= 0, z < depth),
+        )
+        rows.append(
+            ops.clip(z, 0, depth - 1) * height + ops.clip(y, 0, height - 1)
+        )
+        cols.append(ops.clip(x, 0, width - 1))
+        masks.append(ops.cast(inside, volumes.dtype)[..., None])
+    taps = _backend.gather_tap_major(
+        slabs, ops.stack(rows, axis=1), ops.stack(cols, axis=1), deterministic
+    )
+    return ops.stack([t * m for t, m in zip(taps, masks)], axis=-2)
 
 
 # Up to this many channels the taps come from the corner table (measured
@@ -327,25 +363,34 @@ def _gather_corner_table(volumes, lower):
 CORNER_TABLE_MAX_CHANNELS = 8
 
 
-def _gather_taps(volumes, lower):
+def _gather_taps(volumes, lower, layout="framed", deterministic=False):
     """The eight trilinear taps around each point.
 
     Args:
         volumes: float tensor `(B, D, H, W, C)`.
         lower: int32 tensors `(x0, y0, z0)` `(B, ...)`, the lower taps in
             the frame of one zero voxel (`_linear_taps`).
+        layout: `"framed"` (the corner table or the framed slabs, by
+            channels: the CPU layouts) or `"clipped"` (`_gather_clipped`,
+            the GPU layout).
+        deterministic: bool, whether the volume gradient is bitwise
+            reproducible (`config.set_deterministic`).
     Returns:
         Tensor `(B, ..., 8, C)` in the order of `_TAP_BITS`; taps outside
         the volume read zero. Differentiable w.r.t. `volumes` (the
         gathers' scatter-add).
     """
+    if layout != "framed":
+        return _gather_clipped(volumes, lower, deterministic)
     channels = volumes.shape[-1]
     if channels is not None and channels <= CORNER_TABLE_MAX_CHANNELS:
-        return _gather_corner_table(volumes, lower)
-    return _gather_framed_slabs(volumes, lower)
+        return _gather_corner_table(volumes, lower, deterministic)
+    return _gather_framed_slabs(volumes, lower, deterministic)
 
 
-def _trilinear_sample_core(volumes, grid, padding_mode, align_corners):
+def _trilinear_sample_core(
+    volumes, grid, padding_mode, align_corners, layout, deterministic
+):
     """Trilinear sampling of float32/64 `volumes` at `grid`.
 
     The taps are gathered by differentiable ops (their gradient w.r.t. the
@@ -355,7 +400,9 @@ def _trilinear_sample_core(volumes, grid, padding_mode, align_corners):
     _, depth, height, width, _ = sampling.dims(volumes)
     sizes = (width, height, depth)
     lower, _, _, _ = _linear_taps(grid, sizes, padding_mode, align_corners)
-    taps = _gather_taps(volumes, [ops.stop_gradient(i) for i in lower])
+    taps = _gather_taps(
+        volumes, [ops.stop_gradient(i) for i in lower], layout, deterministic
+    )
 
     @ops.custom_gradient
     def _combine(taps, grid):
@@ -397,7 +444,9 @@ def _trilinear_sample_core(volumes, grid, padding_mode, align_corners):
     return _combine(taps, grid)
 
 
-def trilinear_sample(volumes, grid, padding_mode="zeros", align_corners=False):
+def trilinear_sample(
+    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
     """Samples `volumes` at normalised `(x, y, z)` points, trilinearly.
 
     Each output voxel interpolates the eight input voxels around its point.
@@ -418,12 +467,16 @@ def trilinear_sample(volumes, grid, padding_mode="zeros", align_corners=False):
         padding_mode: str, `"zeros"`, `"border"` or `"reflection"`: what a
             point outside the volume reads. Defaults to `"zeros"`.
         align_corners: bool. Defaults to `False`.
+        deterministic: bool, whether the volume gradient is bitwise
+            reproducible on GPUs (an exact integer sum instead of float
+            atomics); None (the default) follows
+            `keras_stn.config.deterministic()`.
     Returns:
         Tensor `(B, D_out, H_out, W_out, C)` with the dtype of `volumes`.
     Raises:
         ValueError: wrong ranks, a grid not ending in 3, batch sizes that
-            differ, an empty spatial axis, non-float volumes or an unknown
-            `padding_mode`.
+            differ, an empty spatial axis, non-float volumes, an unknown
+            `padding_mode` or a non-bool `deterministic`.
 
     Example:
     >>> import numpy as np
@@ -435,11 +488,17 @@ def trilinear_sample(volumes, grid, padding_mode="zeros", align_corners=False):
     volumes, grid = check_volume_sample_args(
         volumes, grid, padding_mode, align_corners
     )
+    deterministic = config.resolve_deterministic(deterministic)
     dtype = argument_validation.compute_dtype(volumes.dtype, grid.dtype)
     align_corners = bool(align_corners)
+    layout = sampling.resolve_layout(volumes)
+    if layout != "framed":
+        layout = "clipped"
     core = _backend.xla_compiled(
-        ("trilinear", padding_mode, align_corners),
-        lambda v, g: _trilinear_sample_core(v, g, padding_mode, align_corners),
+        ("trilinear", padding_mode, align_corners, layout, deterministic),
+        lambda v, g: _trilinear_sample_core(
+            v, g, padding_mode, align_corners, layout, deterministic
+        ),
     )
     output = core(ops.cast(volumes, dtype), ops.cast(grid, dtype))
     return ops.cast(output, volumes.dtype)
@@ -460,7 +519,7 @@ def _zero_link(grid):
     return _link(grid)
 
 
-def _nearest_3d_core(volumes, grid, padding_mode, align_corners):
+def _nearest_3d_core(volumes, grid, padding_mode, align_corners, deterministic):
     """Nearest sampling of float32/64 inputs. The gradient w.r.t. `volumes`
     is the gather's scatter-add; the grid only chooses indices, so its
     gradient is zero."""
@@ -488,11 +547,15 @@ def _nearest_3d_core(volumes, grid, padding_mode, align_corners):
     minus_one = -ops.ones_like(x)
     x, y, z = (ops.where(outside, minus_one, tap) for tap in (x, y, z))
     rows = (z + 1) * (height + 2) + (y + 1)
-    out = _backend.gather_pixels(_framed_slabs(volumes), rows, x + 1)
+    out = _backend.gather_pixels(
+        _framed_slabs(volumes), rows, x + 1, deterministic
+    )
     return out + link
 
 
-def nearest_sample_3d(volumes, grid, padding_mode="zeros", align_corners=False):
+def nearest_sample_3d(
+    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
     """Samples `volumes` at the voxel nearest each grid point.
 
     Values equal PyTorch's `grid_sample(mode="nearest")` on 5-D input (ties
@@ -507,6 +570,7 @@ def nearest_sample_3d(volumes, grid, padding_mode="zeros", align_corners=False):
         grid: float tensor `(B, D_out, H_out, W_out, 3)`.
         padding_mode: `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `trilinear_sample`.
     Returns:
         Tensor `(B, D_out, H_out, W_out, C)` with the dtype of `volumes`.
     Raises:
@@ -515,11 +579,14 @@ def nearest_sample_3d(volumes, grid, padding_mode="zeros", align_corners=False):
     volumes, grid = check_volume_sample_args(
         volumes, grid, padding_mode, align_corners
     )
+    deterministic = config.resolve_deterministic(deterministic)
     dtype = argument_validation.compute_dtype(volumes.dtype, grid.dtype)
     align_corners = bool(align_corners)
     core = _backend.xla_compiled(
-        ("nearest_3d", padding_mode, align_corners),
-        lambda v, g: _nearest_3d_core(v, g, padding_mode, align_corners),
+        ("nearest_3d", padding_mode, align_corners, deterministic),
+        lambda v, g: _nearest_3d_core(
+            v, g, padding_mode, align_corners, deterministic
+        ),
     )
     output = core(ops.cast(volumes, dtype), ops.cast(grid, dtype))
     return ops.cast(output, volumes.dtype)

@@ -279,3 +279,43 @@ def test_layer_passes_and_serializes_deterministic():
         )),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("channels", [1, 9])  # corner table / framed slabs
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize(
+    "layout,deterministic",
+    [("framed", True), ("clipped", False), ("clipped", True)],
+)
+def test_volumes_equal_the_default(channels, padding_mode, layout, deterministic):
+    gen = test_case.rng(9)
+    volumes = gen.normal(size=(2, 4, 5, 6, channels))
+    grid = gen.uniform(-1.4, 1.4, (2, 3, 4, 5, 3))
+    grid[1, 0, 0, 0] = np.nan
+
+    def fn(v, g, deterministic):
+        return stn_ops.trilinear_sample(
+            v, g, padding_mode, deterministic=deterministic
+        )
+
+    keras_stn.config.set_gather_layout("framed")
+    expected = test_case.gradients(
+        lambda v, g: fn(v, g, False), volumes, grid
+    )
+    keras_stn.config.set_gather_layout(layout)
+    actual = test_case.gradients(
+        lambda v, g: fn(v, g, deterministic), volumes, grid
+    )
+    test_case.assert_close(actual[0], expected[0], atol=1e-12)
+    for a, e in zip(actual[1], expected[1]):
+        test_case.assert_close(a, e, atol=1e-10)
+    nearest = test_case.gradients(
+        lambda v: stn_ops.nearest_sample_3d(v, grid, deterministic=True),
+        volumes,
+    )
+    keras_stn.config.set_gather_layout("framed")
+    default = test_case.gradients(
+        lambda v: stn_ops.nearest_sample_3d(v, grid), volumes
+    )
+    test_case.assert_close(nearest[0], default[0], atol=0.0)
+    test_case.assert_close(nearest[1][0], default[1][0], atol=1e-12)
