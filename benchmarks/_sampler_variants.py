@@ -52,6 +52,7 @@ def base_names(backend):
             "stn-jit-split",
             "stn-jit-det",
             "jax-mc",
+            "jax-mc-exact",
         ],
         "torch": ["stn-eager", "stn-eager-det", "stn-compile"],
     }[backend]
@@ -78,7 +79,7 @@ def framework(variant):
     base, _ = split(variant)
     if base == "torch":
         return "torch"
-    if base == "jax-mc":
+    if base.startswith("jax-mc"):
         return "jax"
     return keras.backend.backend()
 
@@ -96,8 +97,11 @@ def build(variant, data, gpu):
     base, theta_only = split(variant)
     if base == "torch":
         return _build_torch_peer(data, theta_only, gpu)
-    if base == "jax-mc":
-        return _build_jax(_map_coordinates_sample, data, theta_only)
+    if base in ("jax-mc", "jax-mc-exact"):
+        exact = base == "jax-mc-exact"
+        return _build_jax(
+            lambda size: _map_coordinates_sample(size, exact), data, theta_only
+        )
     if base.startswith("stn-jit"):
         return _build_jax(_stn_sampler(base), data, theta_only)
     if base.startswith("stn-eager") or base == "stn-compile":
@@ -217,10 +221,13 @@ def _build_tf(base, data, theta_only, gpu):
 # JAX: the package's ops under jax.jit, and map_coordinates.
 
 
-def _map_coordinates_sample(out_size):
+def _map_coordinates_sample(out_size, exact=False):
     """`sample(images, theta)` as a JAX user writes it: the affine points
     in pixel coordinates, `map_coordinates(order=1)` per image and
-    channel (vmap); zeros outside, as `padding_mode="zeros"`."""
+    channel (vmap); zeros outside, as `padding_mode="zeros"`. The points
+    are an einsum, which JAX computes in TF32 on GPUs by default (off by a
+    fifth of a pixel at 448 pixels); `exact` writes them as products and
+    sums in float32 instead (`jax-mc-exact`)."""
     import jax
     import jax.numpy as jnp
     from jax.scipy import ndimage
@@ -243,7 +250,12 @@ def _map_coordinates_sample(out_size):
 
     def sample(images, theta):
         batch, height, width, channels = images.shape
-        points = jnp.einsum("pk,bjk->bpj", base, theta)  # (B, P, 2): x, y
+        if exact:
+            points = sum(
+                base[None, :, None, k] * theta[:, None, :, k] for k in range(3)
+            )
+        else:
+            points = jnp.einsum("pk,bjk->bpj", base, theta)  # (B, P, 2): x, y
         cols = ((points[..., 0] + 1.0) * width - 1.0) / 2.0
         rows = ((points[..., 1] + 1.0) * height - 1.0) / 2.0
         output = per_image(images, rows, cols)

@@ -19,7 +19,8 @@ that no framework can prune the forward pass from the step. Variants
   set_gather_layout`); `stn-jit-det`, `deterministic=True`; `jax-mc`, what
   a JAX user writes: the same affine points and
   `jax.scipy.ndimage.map_coordinates(order=1)` per image and channel
-  (vmap), jitted the same way;
+  (vmap), jitted the same way (its points an einsum, TF32 on GPUs);
+  `jax-mc-exact`, the same with the points as float32 products and sums;
 - PyTorch backend: `stn-eager`, the package's ops, eager; `stn-eager-det`,
   with `deterministic=True`; `stn-compile`, the loss under
   `torch.compile` (skipped with a note when it fails);

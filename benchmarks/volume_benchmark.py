@@ -7,8 +7,9 @@ align_corners=False) and of forward+backward: the loss
 gradients w.r.t. volumes and theta; the step returns the loss. Variants:
 
 - the package's ops on the Keras backend: `stn` (`tf.function`) and
-  `stn-xla` (`jit_compile=True`) on TensorFlow, `stn-jit` (`jax.jit`) on
-  JAX, `stn-eager` on PyTorch;
+  `stn-xla` (`jit_compile=True`) on TensorFlow, `stn-jit` (`jax.jit`, the
+  device's gather layout), `stn-jit-framed` (the CPU layout) and
+  `stn-jit-det` (`deterministic=True`) on JAX, `stn-eager` on PyTorch;
 - `torch`: PyTorch's 5-D `affine_grid` + `grid_sample` on the same data
   (NCDHW), when `import torch` works (on CUDA when there is a GPU).
 
@@ -58,6 +59,7 @@ import _timing  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_stn import config  # noqa: E402
 from keras_stn.ops import volumes  # noqa: E402
 
 WORKLOADS = {
@@ -93,7 +95,7 @@ def variant_names():
     """The variants this Keras backend can run, ours first."""
     names = {
         "tensorflow": ["stn", "stn-xla"],
-        "jax": ["stn-jit"],
+        "jax": ["stn-jit", "stn-jit-framed", "stn-jit-det"],
         "torch": ["stn-eager"],
     }[keras.backend.backend()]
     if importlib.util.find_spec("torch") is not None:
@@ -101,10 +103,19 @@ def variant_names():
     return names
 
 
-def _stn_sample(out_size):
+def _stn_sample(out_size, layout=None, deterministic=False):
+    """The package's ops; `layout` is set while they are traced."""
+
     def sample(vols, theta):
-        grid = volumes.affine_grid_3d(theta, out_size)
-        return volumes.trilinear_sample(vols, grid)
+        previous = config.gather_layout()
+        config.set_gather_layout(layout or previous)
+        try:
+            grid = volumes.affine_grid_3d(theta, out_size)
+            return volumes.trilinear_sample(
+                vols, grid, deterministic=deterministic
+            )
+        finally:
+            config.set_gather_layout(previous)
 
     return sample
 
@@ -149,11 +160,11 @@ def _build_tf(data, jit, gpu):
     return forward, step
 
 
-def _build_jax(data):
+def _build_jax(data, layout=None, deterministic=False):
     import jax
     import jax.numpy as jnp
 
-    sample = _stn_sample(data["out_size"])
+    sample = _stn_sample(data["out_size"], layout, deterministic)
     vols = jnp.asarray(data["volumes"])
     theta = jnp.asarray(data["theta"])
     target = jnp.asarray(data["target"])
@@ -254,6 +265,10 @@ def build(variant, data, gpu):
         return _build_torch_peer(data, gpu)
     if variant == "stn-jit":
         return _build_jax(data)
+    if variant == "stn-jit-framed":  # the CPU layout, for comparison
+        return _build_jax(data, layout="framed")
+    if variant == "stn-jit-det":
+        return _build_jax(data, deterministic=True)
     if variant == "stn-eager":
         return _build_torch_backend(data)
     return _build_tf(data, variant == "stn-xla", gpu)
