@@ -129,7 +129,7 @@ def scatter_add_rows(updates, indices, num_rows):
 _COMPILED = {}
 
 
-def xla_compiled(key, fn):
+def xla_compiled(key, fn, forward_fn=None):
     """Returns `fn(images, grid)` as three XLA-compiled functions.
 
     The forward pass, the gradient w.r.t. `grid` and the gradient w.r.t.
@@ -143,14 +143,18 @@ def xla_compiled(key, fn):
     Args:
         key: hashable, names `fn` and its configuration for the cache.
         fn: differentiable function `(images, grid) -> outputs`.
+        forward_fn: optional function computing the same outputs as `fn`
+            (to float rounding), used for the forward pass only: the
+            fastest form of a forward pass need not be the one with the
+            fastest gradients.
     Returns:
         A function with the signature of `fn`.
     """
     if key in _COMPILED:
         return _COMPILED[key]
-    forward = tf.function(fn, jit_compile=True)
+    forward = tf.function(forward_fn or fn, jit_compile=True)
 
-    def _gradient_of(watched):
+    def _gradient_of(watched, fn):
         @tf.function(jit_compile=True)
         def gradient(images, grid, upstream):
             sources = (images, grid)
@@ -166,7 +170,7 @@ def xla_compiled(key, fn):
 
         return gradient
 
-    images_gradient, grid_gradient = _gradient_of(0), _gradient_of(1)
+    images_gradient, grid_gradient = _gradient_of(0, fn), _gradient_of(1, fn)
 
     @tf.custom_gradient
     def compiled(images, grid):

@@ -372,7 +372,7 @@ def matmul(x1, x2):
     return ops.matmul(x1, x2)
 
 
-def xla_compiled(key, fn):
+def xla_compiled(key, fn, forward_fn=None):
     """Returns `fn(images, grid)` as its own XLA kernels on TensorFlow.
 
     On TensorFlow, with `keras_stn.config.xla_samplers()` on (the default),
@@ -385,9 +385,12 @@ def xla_compiled(key, fn):
     Args:
         key: hashable, names `fn` and its configuration for the cache.
         fn: differentiable function `(images, grid) -> outputs`.
+        forward_fn: optional, the same outputs by a faster forward pass
+            whose gradients are slower; used for the forward pass when the
+            sampler compiles itself (TensorFlow), ignored elsewhere.
     Returns:
         A function with the signature of `fn`.
     """
     if not is_tensorflow() or not config.xla_samplers():
         return fn
-    return tensorflow().xla_compiled(key, fn)
+    return tensorflow().xla_compiled(key, fn, forward_fn)
