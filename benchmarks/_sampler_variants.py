@@ -17,6 +17,7 @@ The step reads its loss back to the host, as a training loop does when it
 logs it; on a GPU it also waits for every output.
 """
 
+import contextlib
 import importlib.util
 
 import keras
@@ -141,20 +142,27 @@ def _stn_sampler(base):
     return make_sample
 
 
+@contextlib.contextmanager
+def gather_layout(layout):
+    """Sets `keras_stn.config`'s gather layout inside the block (None: as
+    it is); the ops read it when traced (JAX and TensorFlow) or called."""
+    previous = config.gather_layout()
+    config.set_gather_layout(layout or previous)
+    try:
+        yield
+    finally:
+        config.set_gather_layout(previous)
+
+
 def _stn_sample(out_size, layout=None, deterministic=False):
-    """`sample(images, theta)` with the package's ops; the layout is set
-    while the sampler is traced (JAX and TensorFlow read it then)."""
+    """`sample(images, theta)` with the package's ops in `layout`."""
 
     def sample(images, theta):
-        previous = config.gather_layout()
-        config.set_gather_layout(layout or previous)
-        try:
+        with gather_layout(layout):
             grid = stn_ops.affine_grid(theta, out_size)
             return stn_ops.bilinear_sample(
                 images, grid, deterministic=deterministic
             )
-        finally:
-            config.set_gather_layout(previous)
 
     return sample
 

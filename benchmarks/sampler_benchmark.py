@@ -41,7 +41,12 @@ compilation: the `first call` column), `--warmup` untimed calls, then
 `--repeats` timed calls of the forward, then the same for the step; every
 call waits for its results before the clock stops. Times are in ms:
 median (25th-75th percentile) and min; `x torch` is the median over the
-torch peer's median with the same gradients. The step reads its loss back
+torch peer's median with the same gradients. With `--rounds R`, every
+variant's blocks run R times in turn (round 1 as above, then rounds 2..R
+in the same order): the times pool every round's calls, and `x torch` is
+the median of the R rounds' ratios (each round's median over the peer's
+in that round) with their range, the spread of interleaved measurements.
+The step reads its loss back
 to the host, as a training loop that logs it does. The check lines give,
 per variant, the largest absolute difference of its output and gradients
 from those of the first variant with the same gradients (the loss
@@ -168,14 +173,21 @@ def run_variant(variant, data, repeats, warmup):
         ],
         "fwd": None,
     }
-    if not theta_only:  # the same forward as the variant without `:theta`
-        result["fwd"] = _timing.summarize(
-            _timing.time_block(forward, repeats, warmup)
-        )
-    result["step"] = _timing.summarize(
-        _timing.time_block(step, repeats, warmup)
-    )
+    result["calls"] = (None if theta_only else forward, step)
+    result["times"] = {"fwd": [], "step": []}
+    time_round(result, repeats, warmup)
     return result
+
+
+def time_round(result, repeats, warmup):
+    """Times one round of a variant: a block of its forward calls (unless
+    it is a `:theta` variant, whose forward is its base's), then a block
+    of its steps; appends each block's times to `result["times"]`."""
+    for key, call in zip(("fwd", "step"), result["calls"], strict=True):
+        if call is not None:
+            result["times"][key].append(
+                _timing.time_block(call, repeats, warmup)
+            )
 
 
 def _first_line(error):
@@ -383,8 +395,16 @@ def _ratio(summary, peer):
     return summary["median"] / peer["median"]
 
 
-def _ratio_cell(ratio):
-    return "" if ratio is None else f"{ratio:.2f}"
+def _ratio_cell(ratio, rounds=()):
+    """The ratio of pooled medians; with several rounds, the median of the
+    rounds' ratios and their range: `0.45 (0.41-0.52)`."""
+    if ratio is None:
+        return ""
+    if len(rounds) < 2:
+        return f"{ratio:.2f}"
+    return (
+        f"{np.median(rounds):.2f} ({min(rounds):.2f}-{max(rounds):.2f})"
+    )
 
 
 def table(rows, memory_label):
@@ -411,7 +431,7 @@ def table(rows, memory_label):
             cells += [
                 _timing.spread_cell(summary),
                 f"{summary['min']:.2f}",
-                _ratio_cell(row["x_torch"][key]),
+                _ratio_cell(row["x_torch"][key], row["x_torch_rounds"][key]),
             ]
         memory = row["memory_mib"]
         lines.append(
@@ -420,6 +440,25 @@ def table(rows, memory_label):
             f"| {row['first_s']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _summarize_rounds(results, peers):
+    """Sets each result's `fwd` and `step` summaries (over every timed
+    call of every round) and `x_torch_rounds`: per round, the median over
+    its peer's median of the same round."""
+    for variant, result in results.items():
+        if "skipped" in result:
+            continue
+        result["x_torch_rounds"] = {}
+        for key in ("fwd", "step"):
+            rounds = result["times"][key]
+            result[key] = _timing.summarize([t for r in rounds for t in r])
+            peer = results.get(peers[variant], {})
+            peer_rounds = peer.get("times", {}).get(key, [])
+            result["x_torch_rounds"][key] = [
+                float(np.median(mine) / np.median(theirs))
+                for mine, theirs in zip(rounds, peer_rounds, strict=False)
+            ]
 
 
 def run(args, bandwidth=None):
@@ -435,10 +474,6 @@ def run(args, bandwidth=None):
             print(f"{workload}: {variant} done", file=sys.stderr)
             if "skipped" not in result:
                 checks.append(_repeatability(variant, result))
-                if bandwidth and result["fwd"] is not None:
-                    checks.append(
-                        _bandwidth_line(variant, result, data, bandwidth)
-                    )
                 # Compared at once, so that only the bases' arrays are kept.
                 _, theta_only = variants_lib.split(variant)
                 base = bases.setdefault(theta_only, (variant, result))
@@ -447,6 +482,20 @@ def run(args, bandwidth=None):
                     for key in ("out", "grads"):
                         del result[key]
             results[variant] = result
+        # Further rounds: every variant's blocks again, in the same order,
+        # so that each round's ratios compare blocks run minutes apart at
+        # most, and their spread shows how much the machine's state moved.
+        for round_number in range(2, args.rounds + 1):
+            for variant in args.variants:
+                if "skipped" not in results[variant]:
+                    time_round(results[variant], repeats, args.warmup)
+            print(f"{workload}: round {round_number} done", file=sys.stderr)
+        _summarize_rounds(
+            results, {variant: _peer(variant) for variant in args.variants}
+        )
+        for variant, result in results.items():
+            if bandwidth and "skipped" not in result and result["fwd"]:
+                checks.append(_bandwidth_line(variant, result, data, bandwidth))
         for variant in args.variants:
             result = results[variant]
             row = {"workload": workload, "variant": variant}
@@ -469,6 +518,7 @@ def run(args, bandwidth=None):
                         key: _ratio(result[key], peer.get(key))
                         for key in ("fwd", "step")
                     },
+                    "x_torch_rounds": result["x_torch_rounds"],
                     "memory_mib": memory,
                     "repeatable": result["repeatable"],
                 }
@@ -501,6 +551,14 @@ def parse_args(argv=None):
         help="untimed calls after the first (default 3)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times every variant's blocks this many times, in turn; the "
+        "x torch cells then give the median of the rounds' ratios and "
+        "their range (default 1)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         default=None,
@@ -525,7 +583,12 @@ def parse_args(argv=None):
     args.variants = _subsets.parse_subset(
         parser, args.variants, names, "variants"
     )
-    for name, low in (("repeats", 1), ("warmup", 0), ("batch_size", 1)):
+    for name, low in (
+        ("repeats", 1),
+        ("warmup", 0),
+        ("batch_size", 1),
+        ("rounds", 1),
+    ):
         value = getattr(args, name)
         if value is not None and value < low:
             parser.error(f"--{name.replace('_', '-')} must be >= {low}")

@@ -55,11 +55,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _device  # noqa: E402
+import _sampler_variants  # noqa: E402
 import _timing  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_stn import config  # noqa: E402
 from keras_stn.ops import volumes  # noqa: E402
 
 WORKLOADS = {
@@ -107,15 +107,11 @@ def _stn_sample(out_size, layout=None, deterministic=False):
     """The package's ops; `layout` is set while they are traced."""
 
     def sample(vols, theta):
-        previous = config.gather_layout()
-        config.set_gather_layout(layout or previous)
-        try:
+        with _sampler_variants.gather_layout(layout):
             grid = volumes.affine_grid_3d(theta, out_size)
             return volumes.trilinear_sample(
                 vols, grid, deterministic=deterministic
             )
-        finally:
-            config.set_gather_layout(previous)
 
     return sample
 

@@ -228,13 +228,22 @@ def _gather_split(images, row, col, deterministic=False):
 CORNER_TABLE_MAX_CHANNELS = 1
 
 
+# From this many channels the split layout is the faster on CPUs too,
+# forward and backward (measured with benchmarks/sampler_benchmark.py on a
+# 2-core CPU: feat, C = 64, under TensorFlow's op-level XLA and JAX).
+SPLIT_MIN_CHANNELS = 16
+
+
 def resolve_layout(images):
-    """`config.gather_layout()` with `"auto"` resolved for `images`' device:
-    `"split"` on a GPU, else `"framed"`."""
+    """`config.gather_layout()` with `"auto"` resolved for `images`: on a
+    GPU `"split"`; on a CPU `"split"` from `SPLIT_MIN_CHANNELS` channels,
+    else `"framed"`."""
     layout = config.gather_layout()
-    if layout == "auto":
-        return "split" if _backend.on_gpu(images) else "framed"
-    return layout
+    if layout != "auto":
+        return layout
+    channels = images.shape[-1]
+    many = channels is not None and channels >= SPLIT_MIN_CHANNELS
+    return "split" if many or _backend.on_gpu(images) else "framed"
 
 
 def gather_taps(images, row, col, layout="framed", deterministic=False):
@@ -314,14 +323,9 @@ def _bilinear_sample_core(
             """
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, taps.dtype)
-            points = pts
-            if _backend.is_torch():
-                # Keras runs a custom gradient's forward untracked on
-                # PyTorch: its values are constants here, so the second
-                # derivative w.r.t. the grid needs them recomputed.
-                points = sample_points(
-                    grid, height, width, padding_mode, align_corners
-                )
+            points = _gradient_points(
+                pts, grid, height, width, padding_mode, align_corners
+            )
             fx, fy = points["fx"], points["fy"]
             d_weights_dx = ops.stack(
                 [fy - 1.0, 1.0 - fy, -fy, fy], axis=-1
@@ -338,6 +342,18 @@ def _bilinear_sample_core(
         return output, _bilinear_sample_grad
 
     return _combine(taps, grid)
+
+
+def _gradient_points(points, grid, height, width, padding_mode, align_corners):
+    """The forward pass's `sample_points`, for a custom gradient to use.
+
+    Keras runs a custom gradient's forward untracked on PyTorch: its values
+    are constants there, so the second derivative w.r.t. the grid needs
+    them recomputed from `grid`.
+    """
+    if _backend.is_torch():
+        return sample_points(grid, height, width, padding_mode, align_corners)
+    return points
 
 
 def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
@@ -359,12 +375,9 @@ def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
             `sum_c tap * upstream` times its weight's slopes."""
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, nw.dtype)
-            points = pts
-            if _backend.is_torch():
-                # As in `_bilinear_sample_core`: second derivatives.
-                points = sample_points(
-                    grid, height, width, padding_mode, align_corners
-                )
+            points = _gradient_points(
+                pts, grid, height, width, padding_mode, align_corners
+            )
             fx, fy = points["fx"], points["fy"]
             slopes_x = (fy - 1.0, 1.0 - fy, -fy, fy)
             slopes_y = (fx - 1.0, -fx, 1.0 - fx, fx)
