@@ -72,7 +72,7 @@ print("keras", keras.__version__, "backend", keras.backend.backend(),
 EOF
 
 epochs=$(( (steps * 256 + 59999) / 60000 ))
-variants=stn-jit,stn-jit-framed,stn-jit-clipped,stn-jit-det,jax-mc,torch
+variants=stn-jit,stn-jit-framed,stn-jit-clipped,stn-jit-det,jax-mc,jax-mc-exact,torch
 variants="$variants,stn-jit:theta,torch:theta"
 if [ "$smoke" = 1 ]; then
   sampler=(--workloads mnist --repeats 2 --warmup 1 --batch-size 8 --no-memory)
