@@ -152,7 +152,18 @@ def gather_tap_major(images, rows, cols, deterministic=False):
     num_taps = rows.shape[1]
     sum_rows = deterministic_segment_sum if deterministic else scatter_add_rows
 
-    def scatter(images, upstream):
+    # Everything the custom gradients use is an input, not an array they
+    # close over: JAX cannot lower that under `jax.vjp(jax.jit(f))`.
+    def taps_of(images, index):
+        if is_tensorflow():  # gather_nd, which XLA:CPU compiles well
+            return [
+                gather_pixels(images, rows[:, k], cols[:, k])
+                for k in range(num_taps)
+            ]
+        table = ops.reshape(images, (-1, depth))
+        return [ops.take(table, index[:, k], axis=0) for k in range(num_taps)]
+
+    def scatter(images, index, upstream):
         """d images: every tap's upstream rows summed onto the pixels
         read, in one scatter-add."""
         summed = sum_rows(
@@ -162,12 +173,6 @@ def gather_tap_major(images, rows, cols, deterministic=False):
         )
         return ops.reshape(summed, ops.shape(images))
 
-    def taps_of(images):
-        return [
-            gather_pixels(images, rows[:, k], cols[:, k])
-            for k in range(num_taps)
-        ]
-
     if is_torch():
         # Keras' PyTorch custom gradient takes one output: the taps are
         # stacked (PyTorch runs eagerly; there is nothing to fuse).
@@ -175,14 +180,14 @@ def gather_tap_major(images, rows, cols, deterministic=False):
         def _stacked(images, index):
             def _gather_tap_major_grad(*args, upstream=None):
                 upstream = args[0] if upstream is None else upstream
-                return scatter(images, upstream), None
+                return scatter(images, index, upstream), None
 
-            return ops.stack(taps_of(images), axis=1), _gather_tap_major_grad
+            taps = taps_of(images, index)
+            return ops.stack(taps, axis=1), _gather_tap_major_grad
 
         stacked = _stacked(images, index)
         return [stacked[:, k] for k in range(num_taps)]
 
-    # The index is an input with no gradient (see above).
     @ops.custom_gradient
     def _gather(images, index):
         def _gather_tap_major_grad(*args, upstream=None):
@@ -191,9 +196,10 @@ def gather_tap_major(images, rows, cols, deterministic=False):
             upstreams = args if upstream is None else upstream
             if len(upstreams) == 1:
                 upstreams = upstreams[0]
-            return scatter(images, ops.stack(list(upstreams), axis=1)), None
+            upstream = ops.stack(list(upstreams), axis=1)
+            return scatter(images, index, upstream), None
 
-        return tuple(taps_of(images)), _gather_tap_major_grad
+        return tuple(taps_of(images, index)), _gather_tap_major_grad
 
     return list(_gather(images, index))
 
