@@ -96,20 +96,26 @@ def build(variant, data, gpu):
             runs on CUDA).
     """
     base, theta_only = split(variant)
+    out_size = data["out_size"]
     if base == "torch":
-        return _build_torch_peer(data, theta_only, gpu)
+        return build_torch_peer(data, theta_only, gpu)
     if base in ("jax-mc", "jax-mc-exact"):
-        exact = base == "jax-mc-exact"
-        return _build_jax(
-            lambda size: _map_coordinates_sample(size, exact), data, theta_only
-        )
+        sample = _map_coordinates_sample(out_size, base == "jax-mc-exact")
+        return build_jax(sample, data, theta_only)
+    if base.startswith("twin"):
+        from tests.ops import reference
+
+        def sample(images, theta):
+            grid = reference.affine_grid(theta, out_size, align_corners=False)
+            return reference.bilinear_sample(images, grid)
+    else:
+        sample = _stn_sampler(base)(out_size)
     if base.startswith("stn-jit"):
-        return _build_jax(_stn_sampler(base), data, theta_only)
+        return build_jax(sample, data, theta_only)
     if base.startswith("stn-eager") or base == "stn-compile":
-        return _build_torch_backend(
-            _stn_sampler(base), data, theta_only, base == "stn-compile"
-        )
-    return _build_tf(base, data, theta_only, gpu)
+        compiled = base == "stn-compile"
+        return build_torch_backend(sample, data, theta_only, compiled)
+    return build_tf(sample, data, theta_only, gpu, jit="-xla" in base)
 
 
 def to_numpy(x):
@@ -170,22 +176,16 @@ def _stn_sample(out_size, layout=None, deterministic=False):
 # TensorFlow: the package's ops (`stn`) and the plain-autodiff twin.
 
 
-def _build_tf(base, data, theta_only, gpu):
+# The builders below take `sample(images, theta)` and the workload `data`
+# (images of any rank, channels last); the volume benchmark uses them too.
+
+
+def build_tf(sample, data, theta_only, gpu, jit):
+    """`(forward, step)` of `sample` in `tf.function`s (`jit`: whole-graph
+    XLA)."""
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per variant: retracing
-
-    if base.startswith("twin"):
-        from tests.ops import reference
-
-        def sample(images, theta):
-            grid = reference.affine_grid(
-                theta, data["out_size"], align_corners=False
-            )
-            return reference.bilinear_sample(images, grid)
-    else:
-        sample = _stn_sampler(base)(data["out_size"])
-    jit = "-xla" in base
     images = tf.constant(data["images"])
     theta = tf.constant(data["theta"])
     target = tf.constant(data["target"])
@@ -272,11 +272,11 @@ def _map_coordinates_sample(out_size, exact=False):
     return sample
 
 
-def _build_jax(make_sample, data, theta_only):
+def build_jax(sample, data, theta_only):
+    """`(forward, step)` of `sample` under `jax.jit`."""
     import jax
     import jax.numpy as jnp
 
-    sample = make_sample(data["out_size"])
     images = jnp.asarray(data["images"])
     theta = jnp.asarray(data["theta"])
     target = jnp.asarray(data["target"])
@@ -311,10 +311,11 @@ def _torch_wait(device):
         torch.cuda.synchronize(device)
 
 
-def _build_torch_backend(make_sample, data, theta_only, compiled):
+def build_torch_backend(sample, data, theta_only, compiled):
+    """`(forward, step)` of `sample` on Keras' PyTorch backend, eager or
+    under `torch.compile`."""
     import torch
 
-    sample = make_sample(data["out_size"])
     # Keras' torch backend puts tensors on its device (CUDA when present).
     images = keras.ops.convert_to_tensor(data["images"])
     theta = keras.ops.convert_to_tensor(data["theta"])
@@ -348,22 +349,26 @@ def _build_torch_backend(make_sample, data, theta_only, compiled):
     return forward, step
 
 
-def _build_torch_peer(data, theta_only, gpu):
-    """PyTorch's `affine_grid` + `grid_sample`, NCHW as PyTorch wants."""
+def build_torch_peer(data, theta_only, gpu):
+    """PyTorch's `affine_grid` + `grid_sample`, channels first as PyTorch
+    wants (NCHW, or NCDHW for volumes)."""
     import torch
     import torch.nn.functional as functional
 
     device = torch.device(
         "cuda" if gpu and torch.cuda.is_available() else "cpu"
     )
+    rank = data["images"].ndim
+    channels_first = (0, rank - 1, *range(1, rank - 1))
+    channels_last = (0, *range(2, rank), 1)
 
-    def nchw(array):
-        tensor = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
-        return tensor.to(device)
+    def to_torch(array):
+        tensor = torch.from_numpy(array).permute(*channels_first)
+        return tensor.contiguous().to(device)
 
-    images = nchw(data["images"]).requires_grad_(not theta_only)
+    images = to_torch(data["images"]).requires_grad_(not theta_only)
     theta = torch.from_numpy(data["theta"]).to(device).requires_grad_()
-    target = nchw(data["target"])
+    target = to_torch(data["target"])
     size = (images.shape[0], images.shape[1], *data["out_size"])
     sources = [theta] if theta_only else [images, theta]
 
@@ -381,7 +386,7 @@ def _build_torch_peer(data, theta_only, gpu):
         with torch.no_grad():
             output = sample(images, theta)
         _torch_wait(device)
-        return output.permute(0, 2, 3, 1)
+        return output.permute(*channels_last)
 
     def step():
         loss = 0.5 * torch.sum(torch.square(sample(images, theta) - target))
@@ -389,7 +394,7 @@ def _build_torch_peer(data, theta_only, gpu):
         loss.item()
         _torch_wait(device)
         if not theta_only:
-            grads[0] = grads[0].permute(0, 2, 3, 1)
+            grads[0] = grads[0].permute(*channels_last)
         return loss, grads
 
     return forward, step

@@ -116,164 +116,24 @@ def _stn_sample(out_size, layout=None, deterministic=False):
     return sample
 
 
-def _build_tf(data, jit, gpu):
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
-    sample = _stn_sample(data["out_size"])
-    vols = tf.constant(data["volumes"])
-    theta = tf.constant(data["theta"])
-    target = tf.constant(data["target"])
-
-    @tf.function(jit_compile=jit)
-    def forward_fn(vols, theta):
-        return sample(vols, theta)
-
-    @tf.function(jit_compile=jit)
-    def step_fn(vols, theta, target):
-        with tf.GradientTape() as tape:
-            tape.watch([vols, theta])
-            loss = 0.5 * tf.reduce_sum(tf.square(sample(vols, theta) - target))
-        return loss, tape.gradient(loss, [vols, theta])
-
-    def wait(tensors):
-        # On a GPU the kernels may still be queued: one value of each.
-        if gpu:
-            for t in tf.nest.flatten(tensors):
-                tf.reshape(t, [-1])[0].numpy()
-
-    def forward():
-        output = forward_fn(vols, theta)
-        wait(output)
-        return output
-
-    def step():
-        loss, grads = step_fn(vols, theta, target)
-        loss.numpy()
-        wait(grads)
-        return loss, grads
-
-    return forward, step
-
-
-def _build_jax(data, layout=None, deterministic=False):
-    import jax
-    import jax.numpy as jnp
-
-    sample = _stn_sample(data["out_size"], layout, deterministic)
-    vols = jnp.asarray(data["volumes"])
-    theta = jnp.asarray(data["theta"])
-    target = jnp.asarray(data["target"])
-
-    def loss_fn(vols, theta, target):
-        return 0.5 * jnp.sum(jnp.square(sample(vols, theta) - target))
-
-    forward_fn = jax.jit(sample)
-    step_fn = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1)))
-
-    def forward():
-        return jax.block_until_ready(forward_fn(vols, theta))
-
-    def step():
-        loss, grads = step_fn(vols, theta, target)
-        float(loss)
-        return loss, list(jax.block_until_ready(grads))
-
-    return forward, step
-
-
-def _torch_wait(device):
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _build_torch_backend(data):
-    import torch
-
-    sample = _stn_sample(data["out_size"])
-    vols = keras.ops.convert_to_tensor(data["volumes"]).requires_grad_()
-    theta = keras.ops.convert_to_tensor(data["theta"]).requires_grad_()
-    target = keras.ops.convert_to_tensor(data["target"])
-
-    def forward():
-        with torch.no_grad():
-            output = sample(vols, theta)
-        _torch_wait(output.device)
-        return output
-
-    def step():
-        loss = 0.5 * torch.sum(torch.square(sample(vols, theta) - target))
-        grads = torch.autograd.grad(loss, [vols, theta])
-        loss.item()
-        _torch_wait(loss.device)
-        return loss, list(grads)
-
-    return forward, step
-
-
-def _build_torch_peer(data, gpu):
-    """PyTorch's own 5-D `affine_grid` + `grid_sample`, NCDHW."""
-    import torch
-    import torch.nn.functional as functional
-
-    device = torch.device(
-        "cuda" if gpu and torch.cuda.is_available() else "cpu"
-    )
-
-    def ncdhw(array):
-        tensor = torch.from_numpy(array).permute(0, 4, 1, 2, 3).contiguous()
-        return tensor.to(device)
-
-    vols = ncdhw(data["volumes"]).requires_grad_()
-    theta = torch.from_numpy(data["theta"]).to(device).requires_grad_()
-    target = ncdhw(data["target"])
-    size = (vols.shape[0], vols.shape[1], *data["out_size"])
-
-    def sample(vols, theta):
-        grid = functional.affine_grid(theta, size, align_corners=False)
-        return functional.grid_sample(
-            vols, grid, "bilinear", "zeros", align_corners=False
-        )
-
-    def forward():
-        with torch.no_grad():
-            output = sample(vols, theta)
-        _torch_wait(device)
-        return output.permute(0, 2, 3, 4, 1)
-
-    def step():
-        loss = 0.5 * torch.sum(torch.square(sample(vols, theta) - target))
-        grads = list(torch.autograd.grad(loss, [vols, theta]))
-        loss.item()
-        _torch_wait(device)
-        grads[0] = grads[0].permute(0, 2, 3, 4, 1)
-        return loss, grads
-
-    return forward, step
-
-
 def build(variant, data, gpu):
     """Returns `(forward, step)`: zero-argument callables that return
-    once their results are ready (`step` returns `(loss, grads)`)."""
+    once their results are ready (`step` returns `(loss, grads)`), built
+    as the sampler benchmark's variants are."""
+    data = {**data, "images": data["volumes"]}
     if variant == "torch":
-        return _build_torch_peer(data, gpu)
-    if variant == "stn-jit":
-        return _build_jax(data)
-    if variant == "stn-jit-framed":  # the CPU layout, for comparison
-        return _build_jax(data, layout="framed")
-    if variant == "stn-jit-det":
-        return _build_jax(data, deterministic=True)
+        return _sampler_variants.build_torch_peer(data, False, gpu)
+    layout = "framed" if variant == "stn-jit-framed" else None  # the CPU's
+    sample = _stn_sample(data["out_size"], layout, variant == "stn-jit-det")
+    if variant.startswith("stn-jit"):
+        return _sampler_variants.build_jax(sample, data, False)
     if variant == "stn-eager":
-        return _build_torch_backend(data)
-    return _build_tf(data, variant == "stn-xla", gpu)
+        return _sampler_variants.build_torch_backend(sample, data, False, False)
+    jit = variant == "stn-xla"
+    return _sampler_variants.build_tf(sample, data, False, gpu, jit)
 
 
-def to_numpy(x):
-    if hasattr(x, "detach"):  # torch
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+to_numpy = _sampler_variants.to_numpy
 
 
 def _gpu_memory(variant):

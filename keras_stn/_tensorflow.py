@@ -15,6 +15,8 @@ backends. Here:
   (`assert_dims`).
 """
 
+import functools
+
 import tensorflow as tf
 
 
@@ -187,8 +189,11 @@ def xla_compiled(key, fn, forward_fn=None):
     return compiled
 
 
+@functools.cache
 def has_gpu():
-    """Whether TensorFlow sees a GPU (its conv kernels are cuDNN's there)."""
+    """Whether TensorFlow sees a GPU (its conv kernels are cuDNN's there).
+    Asked at every trace, and at every eager call of a grid: cached, as the
+    logical devices are fixed once TensorFlow has started."""
     return bool(tf.config.list_logical_devices("GPU"))
 
 
