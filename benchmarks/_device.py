@@ -93,3 +93,33 @@ def header(*extras):
     )
     now = datetime.datetime.now().isoformat(timespec="minutes")
     return f"{versions}; {device_name()}; {now}"
+
+
+def gpu_memory_counters(framework):
+    """`(reset, current, peak)` byte counters of `framework` (`"torch"`,
+    `"jax"` or `"tensorflow"`) on the GPU; `reset` is None where the peak
+    cannot be reset (JAX)."""
+    if framework == "torch":
+        import torch
+
+        return (
+            torch.cuda.reset_peak_memory_stats,
+            torch.cuda.memory_allocated,
+            torch.cuda.max_memory_allocated,
+        )
+    if framework == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return (
+            None,
+            lambda: device.memory_stats()["bytes_in_use"],
+            lambda: device.memory_stats()["peak_bytes_in_use"],
+        )
+    import tensorflow as tf
+
+    return (
+        lambda: tf.config.experimental.reset_memory_stats("GPU:0"),
+        lambda: tf.config.experimental.get_memory_info("GPU:0")["current"],
+        lambda: tf.config.experimental.get_memory_info("GPU:0")["peak"],
+    )

@@ -294,33 +294,8 @@ def _read_status_kib(field):
 
 
 def _gpu_memory(variant):
-    """`(reset, current, peak)` byte counters of the variant's framework
-    on the GPU; `reset` is None where the peak cannot be reset."""
-    name = variants_lib.framework(variant)
-    if name == "torch":
-        import torch
-
-        return (
-            torch.cuda.reset_peak_memory_stats,
-            torch.cuda.memory_allocated,
-            torch.cuda.max_memory_allocated,
-        )
-    if name == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return (
-            None,
-            lambda: device.memory_stats()["bytes_in_use"],
-            lambda: device.memory_stats()["peak_bytes_in_use"],
-        )
-    import tensorflow as tf
-
-    return (
-        lambda: tf.config.experimental.reset_memory_stats("GPU:0"),
-        lambda: tf.config.experimental.get_memory_info("GPU:0")["current"],
-        lambda: tf.config.experimental.get_memory_info("GPU:0")["peak"],
-    )
+    """The GPU memory counters of the framework that runs `variant`."""
+    return _device.gpu_memory_counters(variants_lib.framework(variant))
 
 
 def memory_child(workload, variant, batch):

@@ -137,33 +137,9 @@ to_numpy = _sampler_variants.to_numpy
 
 
 def _gpu_memory(variant):
-    """`(reset, current, peak)` byte counters of the variant's framework on
-    the GPU; `reset` is None where the peak cannot be reset."""
+    """The GPU memory counters of the framework that runs `variant`."""
     framework = "torch" if variant == "torch" else keras.backend.backend()
-    if framework == "torch":
-        import torch
-
-        return (
-            torch.cuda.reset_peak_memory_stats,
-            torch.cuda.memory_allocated,
-            torch.cuda.max_memory_allocated,
-        )
-    if framework == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return (
-            None,
-            lambda: device.memory_stats()["bytes_in_use"],
-            lambda: device.memory_stats()["peak_bytes_in_use"],
-        )
-    import tensorflow as tf
-
-    return (
-        lambda: tf.config.experimental.reset_memory_stats("GPU:0"),
-        lambda: tf.config.experimental.get_memory_info("GPU:0")["current"],
-        lambda: tf.config.experimental.get_memory_info("GPU:0")["peak"],
-    )
+    return _device.gpu_memory_counters(framework)
 
 
 # glibc's mallopt parameter: blocks at least this large are mmapped, and
