@@ -131,7 +131,7 @@ def scatter_add_rows(updates, indices, num_rows):
 _COMPILED = {}
 
 
-def xla_compiled(key, fn, forward_fn=None):
+def xla_compiled(key, fn, forward_fn=None, grid_fn=None, images_gradient=None):
     """Returns `fn(images, grid)` as three XLA-compiled functions.
 
     The forward pass, the gradient w.r.t. `grid` and the gradient w.r.t.
@@ -149,6 +149,11 @@ def xla_compiled(key, fn, forward_fn=None):
             (to float rounding), used for the forward pass only: the
             fastest form of a forward pass need not be the one with the
             fastest gradients.
+        grid_fn: optional function computing the same outputs as `fn`,
+            whose autodiff gives the gradient w.r.t. `grid`.
+        images_gradient: optional function `(images, grid, upstream) ->`
+            the gradient w.r.t. `images`, written directly (differentiable,
+            for second derivatives); else the autodiff of `fn`.
     Returns:
         A function with the signature of `fn`.
     """
@@ -172,7 +177,11 @@ def xla_compiled(key, fn, forward_fn=None):
 
         return gradient
 
-    images_gradient, grid_gradient = _gradient_of(0, fn), _gradient_of(1, fn)
+    grid_gradient = _gradient_of(1, grid_fn or fn)
+    if images_gradient is None:
+        images_gradient = _gradient_of(0, fn)
+    else:
+        images_gradient = tf.function(images_gradient, jit_compile=True)
 
     @tf.custom_gradient
     def compiled(images, grid):

@@ -378,7 +378,7 @@ def matmul(x1, x2):
     return ops.matmul(x1, x2)
 
 
-def xla_compiled(key, fn, forward_fn=None):
+def xla_compiled(key, fn, forward_fn=None, grid_fn=None, images_gradient=None):
     """Returns `fn(images, grid)` as its own XLA kernels on TensorFlow.
 
     On TensorFlow, with `keras_stn.config.xla_samplers()` on (the default),
@@ -394,9 +394,16 @@ def xla_compiled(key, fn, forward_fn=None):
         forward_fn: optional, the same outputs by a faster forward pass
             whose gradients are slower; used for the forward pass when the
             sampler compiles itself (TensorFlow), ignored elsewhere.
+        grid_fn: optional, the same outputs by the form whose autodiff is
+            the faster gradient w.r.t. `grid` (TensorFlow only).
+        images_gradient: optional function `(images, grid, upstream) ->`
+            the gradient w.r.t. `images`, written directly (TensorFlow
+            only).
     Returns:
         A function with the signature of `fn`.
     """
     if not is_tensorflow() or not config.xla_samplers():
         return fn
-    return tensorflow().xla_compiled(key, fn, forward_fn)
+    return tensorflow().xla_compiled(
+        key, fn, forward_fn, grid_fn, images_gradient
+    )
