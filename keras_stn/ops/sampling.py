@@ -184,6 +184,36 @@ def _gather_clipped(images, row, col, deterministic=False):
     return taps * ops.cast(inside, images.dtype)[..., None]
 
 
+def _clipped_corners(row, col, height, width):
+    """The four taps nw, ne, sw, se of each point in the image itself:
+    a list of `(rows, cols, inside)`, the indices clipped into the image
+    and a bool tensor of the taps that lie in it (the others read zero).
+
+    Args:
+        row, col: int32 `(B, H_out, W_out)`, the north-west tap in the
+            zero-framed image (`sample_points`).
+        height, width: ints (or scalar tensors), the image's `H` and `W`.
+    """
+    north, west = row - 1, col - 1  # back from the frame's coordinates
+    corners = (
+        (north, west),
+        (north, west + 1),
+        (north + 1, west),
+        (north + 1, west + 1),
+    )
+    return [
+        (
+            ops.clip(rows, 0, height - 1),
+            ops.clip(cols, 0, width - 1),
+            ops.logical_and(
+                ops.logical_and(rows >= 0, rows < height),
+                ops.logical_and(cols >= 0, cols < width),
+            ),
+        )
+        for rows, cols in corners
+    ]
+
+
 def _gather_split(images, row, col, deterministic=False):
     """The four taps of `_gather_clipped` as a list of four `(B, H_out,
     W_out, C)` tensors: each output is then an elementwise sum of gathers,
@@ -192,34 +222,56 @@ def _gather_split(images, row, col, deterministic=False):
     scatter-add (`_backend.gather_tap_major`).
     """
     _, height, width, _ = dims(images)
-    north, west = row - 1, col - 1
-    corners = (
-        (north, west),
-        (north, west + 1),
-        (north + 1, west),
-        (north + 1, west + 1),
-    )
-    masks = [
-        ops.cast(
-            ops.logical_and(
-                ops.logical_and(rows >= 0, rows < height),
-                ops.logical_and(cols >= 0, cols < width),
-            ),
-            images.dtype,
-        )[..., None]
-        for rows, cols in corners
-    ]
-    clipped = [
-        (ops.clip(rows, 0, height - 1), ops.clip(cols, 0, width - 1))
-        for rows, cols in corners
-    ]
+    corners = _clipped_corners(row, col, height, width)
     taps = _backend.gather_tap_major(
         images,
-        ops.stack([rows for rows, _ in clipped], axis=1),
-        ops.stack([cols for _, cols in clipped], axis=1),
+        ops.stack([rows for rows, _, _ in corners], axis=1),
+        ops.stack([cols for _, cols, _ in corners], axis=1),
         deterministic,
     )
-    return [tap * mask for tap, mask in zip(taps, masks)]
+    return [
+        tap * ops.cast(inside, images.dtype)[..., None]
+        for tap, (_, _, inside) in zip(taps, corners)
+    ]
+
+
+def _bilinear_images_gradient(
+    images, grid, upstream, padding_mode, align_corners
+):
+    """The gradient of `bilinear_sample` w.r.t. `images`, written as the
+    transpose itself: each tap's upstream rows times its weight, all four
+    taps' rows in one scatter-add onto the image (tap-major, indices
+    clipped into the image, taps outside weighted zero).
+
+    The autodiff of a gather layout writes a `(..., 4, C)` array of tap
+    updates and, for the framed layouts, a framed gradient that is then
+    cropped; this writes the updates once. Differentiable w.r.t. `grid`
+    and `upstream` (second derivatives).
+
+    Args:
+        images: float tensor `(B, H, W, C)` (only its shape is read).
+        grid: float tensor `(B, H_out, W_out, 2)`.
+        upstream: float tensor `(B, H_out, W_out, C)`.
+    Returns:
+        Tensor `(B, H, W, C)`.
+    """
+    batch, height, width, channels = dims(images)
+    points = sample_points(grid, height, width, padding_mode, align_corners)
+    corners = _clipped_corners(points["row"], points["col"], height, width)
+    offsets = ops.reshape(
+        ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1)
+    )
+    updates, indices = [], []
+    for (rows, cols, inside), weight in zip(corners, points["tap_weights"]):
+        weight = ops.where(inside, weight, ops.zeros_like(weight))
+        updates.append(ops.reshape(upstream * weight[..., None], (-1, channels)))
+        indices.append(ops.reshape(offsets + rows * width + cols, (-1,)))
+    summed = _backend.scatter_add_rows(
+        ops.concatenate(updates, axis=0),
+        ops.concatenate(indices, axis=0),
+        batch * height * width,
+    )
+    return ops.reshape(summed, ops.shape(images))
 
 
 # Up to this many channels a corner table beats four gathers (measured with
@@ -244,6 +296,27 @@ def resolve_layout(images):
     channels = images.shape[-1]
     many = channels is not None and channels >= SPLIT_MIN_CHANNELS
     return "split" if many or _backend.on_gpu(images) else "framed"
+
+
+def tensorflow_cpu_plan(channels):
+    """`(forward, grid, direct)`: the gather layouts of the forward pass and
+    of the gradient w.r.t. the grid, and whether the gradient w.r.t. the
+    images is `_bilinear_images_gradient` (else the autodiff of the
+    layout's gather), for a sampler that TensorFlow compiles by itself
+    on a CPU with `gather_layout("auto")`.
+
+    Measured per function with benchmarks/sampler_benchmark.py on a
+    2-core CPU: four separate gathers are the faster forward pass on every
+    workload; the grid gradient is faster framed below
+    `SPLIT_MIN_CHANNELS` channels and clipped from there; the direct
+    image gradient is faster than every layout's autodiff but the corner
+    table's (one channel).
+    """
+    many = channels is not None and channels >= SPLIT_MIN_CHANNELS
+    direct = channels is None or channels > CORNER_TABLE_MAX_CHANNELS
+    if many:
+        return "clipped", "clipped", direct
+    return "split", "framed", direct
 
 
 def gather_taps(images, row, col, layout="framed", deterministic=False):
@@ -466,12 +539,19 @@ def bilinear_sample(
             i, g, padding_mode, align_corners, layout, deterministic
         )
 
-    # On a CPU under TensorFlow's op-level XLA the forward pass is its own
-    # function: four separate gathers ("split") are the faster forward
-    # there, the framed layout the faster gradients.
-    forward_layout = layout
-    if layout == "framed" and config.gather_layout() == "auto":
-        forward_layout = "split"
+    # Under TensorFlow's op-level XLA the forward pass and the two
+    # gradients are separate functions, each of the form that is the
+    # fastest for it on a CPU (`tensorflow_cpu_plan`).
+    forward_layout = grid_layout = layout
+    images_gradient = None
+    if config.gather_layout() == "auto" and not _backend.on_gpu(images):
+        forward_layout, grid_layout, direct = tensorflow_cpu_plan(
+            images.shape[-1]
+        )
+        if direct and not deterministic:
+            images_gradient = lambda i, g, u: _bilinear_images_gradient(
+                i, g, u, padding_mode, align_corners
+            )
     core = _backend.xla_compiled(
         (
             "bilinear",
@@ -479,10 +559,14 @@ def bilinear_sample(
             align_corners,
             layout,
             forward_layout,
+            grid_layout,
+            images_gradient is not None,
             deterministic,
         ),
         core_of(layout),
         forward_fn=core_of(forward_layout),
+        grid_fn=core_of(grid_layout),
+        images_gradient=images_gradient,
     )
     output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
     return ops.cast(output, out_dtype)

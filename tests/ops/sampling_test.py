@@ -145,15 +145,21 @@ def test_second_derivatives_match_twin():
     images = tf.constant(gen.normal(size=(2, 5, 5, 2)))
     grid = tf.constant(test_case.off_kink_grid(gen, (2, 3, 4, 2), (5, 5)))
     probe = tf.constant(gen.normal(size=(2, 3, 4, 2)))
+    images_probe = tf.constant(gen.normal(size=(2, 5, 5, 2)))
 
     def hessian_probe(fn):
+        # Both gradients' derivatives: on a CPU the image gradient is
+        # written directly (`sampling._bilinear_images_gradient`), not the
+        # autodiff of the forward pass.
         with tf.GradientTape(persistent=True) as outer:
             outer.watch([images, grid])
             with tf.GradientTape() as inner:
                 inner.watch([images, grid])
                 loss = tf.reduce_sum(fn(images, grid) ** 2)
-            d_grid = inner.gradient(loss, grid)
-            directional = tf.reduce_sum(d_grid * probe)
+            d_images, d_grid = inner.gradient(loss, [images, grid])
+            directional = tf.reduce_sum(d_grid * probe) + tf.reduce_sum(
+                d_images * images_probe
+            )
         return outer.gradient(directional, [images, grid])
 
     ours = hessian_probe(stn_ops.bilinear_sample)
