@@ -42,6 +42,7 @@ def base_names(backend):
             "stn-xla",
             "stn-split",
             "stn-xla-split",
+            "stn-xla-framed",
             "stn-det",
             "twin",
             "twin-xla",

@@ -10,8 +10,9 @@ that no framework can prune the forward pass from the step. Variants
 
 - TensorFlow: `stn`, the package's ops in a `tf.function` (the default:
   the samplers compile themselves with XLA); `stn-xla`, the same under
-  `tf.function(jit_compile=True)`; `stn-split` and `stn-xla-split`, the
-  same with the split gather layout for the gradients too; `stn-det`,
+  `tf.function(jit_compile=True)`; `stn-split`, `stn-xla-split` and
+  `stn-xla-framed`, the same with that gather layout for the forward pass
+  and both gradients (`keras_stn.config.set_gather_layout`); `stn-det`,
   `stn` with `deterministic=True`; `twin` and `twin-xla`, the plain autodiff twin
   `tests/ops/reference.py` likewise;
 - JAX: `stn-jit`, the package's ops, `jax.jit` of `jax.value_and_grad`
