@@ -66,7 +66,10 @@ def base_grid_numpy(size, align_corners):
         indexing="ij",
     )
     points = np.stack([x, y, np.ones_like(x)], axis=-1).reshape(-1, 3)
-    points.setflags(write=False)
+    # Read-only, as it is cached; torch.compile traces NumPy code with
+    # arrays of its own, which have no flags to set.
+    if hasattr(points, "setflags"):
+        points.setflags(write=False)
     return points
 
 

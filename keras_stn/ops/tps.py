@@ -103,7 +103,8 @@ def _grid_matrix(control_key, size, align_corners):
     coefficients = np.linalg.solve(system, rhs)
     points = grids.base_grid_numpy(size, align_corners)[:, :2]
     matrix = _features(points, control_points) @ coefficients
-    matrix.setflags(write=False)
+    if hasattr(matrix, "setflags"):  # see grids.base_grid_numpy
+        matrix.setflags(write=False)
     return matrix
 
 
