@@ -289,12 +289,17 @@ SPLIT_MIN_CHANNELS = 16
 def resolve_layout(images):
     """`config.gather_layout()` with `"auto"` resolved for `images`: on a
     GPU `"split"`; on a CPU `"split"` from `SPLIT_MIN_CHANNELS` channels,
-    else `"framed"`."""
+    else `"framed"`, except that JAX on a CPU takes `"split"` for images
+    of any depth (measured with benchmarks/sampler_benchmark.py on a
+    2-core CPU: there the other layouts' stacked `(..., 4, C)` gathers took
+    5-15x as long, forward)."""
     layout = config.gather_layout()
     if layout != "auto":
         return layout
     channels = images.shape[-1]
     many = channels is not None and channels >= SPLIT_MIN_CHANNELS
+    if len(images.shape) == 4 and _backend.is_jax_on_cpu():
+        many = True
     return "split" if many or _backend.on_gpu(images) else "framed"
 
 

@@ -252,15 +252,18 @@ def test_default_follows_the_environment_and_the_framework(monkeypatch):
     assert keras_stn.config.deterministic() is False
 
 
-def test_auto_layout_on_a_cpu_is_framed_for_few_channels():
+def test_auto_layout_on_a_cpu_is_framed_for_few_channels_but_on_jax():
     from keras_stn.ops import sampling
 
     few = ops.zeros((1, 3, 3, sampling.SPLIT_MIN_CHANNELS - 1))
     many = ops.zeros((1, 3, 3, sampling.SPLIT_MIN_CHANNELS))
+    volume = ops.zeros((1, 3, 3, 3, 1))
     if _backend.on_gpu(few):
         pytest.skip("runs on a GPU")
-    assert sampling.resolve_layout(few) == "framed"
+    jax = test_case.backend() == "jax"
+    assert sampling.resolve_layout(few) == ("split" if jax else "framed")
     assert sampling.resolve_layout(many) == "split"
+    assert sampling.resolve_layout(volume) == "framed"
     keras_stn.config.set_gather_layout("clipped")
     assert sampling.resolve_layout(few) == "clipped"
     assert sampling.resolve_layout(many) == "clipped"
