@@ -219,20 +219,19 @@ def _gather_split(images, row, col, deterministic=False):
     W_out, C)` tensors: each output is then an elementwise sum of gathers,
     which XLA fuses into one loop, where a stacked `(..., 4, C)` array is
     written and reduced over its tap axis. Their transpose is one
-    scatter-add (`_backend.gather_tap_major`).
+    scatter-add (`_backend.gather_tap_major`). Taps outside the image are
+    read at the clipped index, not zeroed: `_combine_split` gives them
+    zero weight (zeroing `(..., C)` arrays here made XLA write each tap
+    twice in a step, once as gathered and once masked).
     """
     _, height, width, _ = dims(images)
     corners = _clipped_corners(row, col, height, width)
-    taps = _backend.gather_tap_major(
+    return _backend.gather_tap_major(
         images,
         ops.stack([rows for rows, _, _ in corners], axis=1),
         ops.stack([cols for _, cols, _ in corners], axis=1),
         deterministic,
     )
-    return [
-        tap * ops.cast(inside, images.dtype)[..., None]
-        for tap, (_, _, inside) in zip(taps, corners)
-    ]
 
 
 def _bilinear_images_gradient(
@@ -439,35 +438,48 @@ def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
     `_bilinear_sample_core`'s, written per tap (see there)."""
     height, width = size
 
+    def inside_masks(points):
+        """Per tap, 1.0 where it lies in the image, else 0.0: the taps
+        come in read at clipped indices (`_gather_split`)."""
+        corners = _clipped_corners(points["row"], points["col"], height, width)
+        dtype = points["fx"].dtype
+        return [ops.cast(inside, dtype) for _, _, inside in corners]
+
     @ops.custom_gradient
     def _combine(nw, ne, sw, se, grid):
         taps = (nw, ne, sw, se)
         pts = sample_points(grid, height, width, padding_mode, align_corners)
+        masks = inside_masks(pts)
         output = sum(
-            tap * weight[..., None]
-            for tap, weight in zip(taps, pts["tap_weights"])
+            tap * (weight * mask)[..., None]
+            for tap, weight, mask in zip(taps, pts["tap_weights"], masks)
         )
 
         def _bilinear_split_grad(*args, upstream=None):
             """d taps = upstream * weight; d grid from each tap's
-            `sum_c tap * upstream` times its weight's slopes."""
+            `sum_c tap * upstream` times its weight's slopes (zero for the
+            taps outside the image, whose values are zero)."""
             upstream = args[0] if upstream is None else upstream
             upstream = ops.cast(upstream, nw.dtype)
             points = _gradient_points(
                 pts, grid, height, width, padding_mode, align_corners
             )
+            inside = inside_masks(points)
             fx, fy = points["fx"], points["fy"]
             slopes_x = (fy - 1.0, 1.0 - fy, -fy, fy)
             slopes_y = (fx - 1.0, -fx, 1.0 - fx, fx)
-            tap_upstream = [ops.sum(tap * upstream, axis=-1) for tap in taps]
+            tap_upstream = [
+                ops.sum(tap * upstream, axis=-1) * mask
+                for tap, mask in zip(taps, inside)
+            ]
             grad_x = sum(t * k for t, k in zip(tap_upstream, slopes_x))
             grad_y = sum(t * k for t, k in zip(tap_upstream, slopes_y))
             grad_grid = ops.stack(
                 [grad_x * points["dx"], grad_y * points["dy"]], axis=-1
             )
             grad_taps = [
-                upstream * weight[..., None]
-                for weight in points["tap_weights"]
+                upstream * (weight * mask)[..., None]
+                for weight, mask in zip(points["tap_weights"], inside)
             ]
             return (*grad_taps, grad_grid)
 
