@@ -85,7 +85,8 @@ def build_scatter(data):
     def scatter(updates, indices):
         return tf.math.unsorted_segment_sum(updates, indices, num_rows)
 
-    return lambda: scatter(updates, indices).numpy()
+    # On a CPU a tf.function returns once it has run (as the steps').
+    return lambda: scatter(updates, indices)
 
 
 def build_parts(data):
