@@ -131,7 +131,9 @@ def scatter_add_rows(updates, indices, num_rows):
 _COMPILED = {}
 
 
-def xla_compiled(key, fn, forward_fn=None, grid_fn=None, images_gradient=None):
+def xla_compiled(
+    key, fn, forward_fn=None, grid_fn=None, images_gradient=None
+):
     """Returns `fn(images, grid)` as three XLA-compiled functions.
 
     The forward pass, the gradient w.r.t. `grid` and the gradient w.r.t.

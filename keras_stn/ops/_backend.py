@@ -265,8 +265,9 @@ def deterministic_segment_sum(updates, indices, num_rows):
     update is then rounded by less than `2**(1 - b)` times the row's
     largest update, about float32's own rounding of a sum holding that
     update while a row receives up to 64 updates (`b >= 24`): the result
-    equals the float sum up to float rounding. A row that receives a NaN or an infinite update
-    is NaN. Differentiable w.r.t. `updates` (the transpose is a gather).
+    equals the float sum up to float rounding. A row that receives a NaN
+    or an infinite update is NaN. Differentiable w.r.t. `updates` (the
+    transpose is a gather).
 
     Args:
         updates: float tensor `(M, D)`.
@@ -419,7 +420,9 @@ def matmul(x1, x2):
     return ops.matmul(x1, x2)
 
 
-def xla_compiled(key, fn, forward_fn=None, grid_fn=None, images_gradient=None):
+def xla_compiled(
+    key, fn, forward_fn=None, grid_fn=None, images_gradient=None
+):
     """Returns `fn(images, grid)` as its own XLA kernels on TensorFlow.
 
     On TensorFlow, with `keras_stn.config.xla_samplers()` on (the default),

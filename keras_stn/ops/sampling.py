@@ -215,10 +215,10 @@ def _clipped_corners(row, col, height, width):
 
 
 def _gather_split(images, row, col, deterministic=False):
-    """The four taps of `_gather_clipped` as a list of four `(B, H_out,
-    W_out, C)` tensors: each output is then an elementwise sum of gathers,
-    which XLA fuses into one loop, where a stacked `(..., 4, C)` array is
-    written and reduced over its tap axis. Their transpose is one
+    """The four taps read as `_gather_clipped` reads them, as a list of
+    four `(B, H_out, W_out, C)` tensors: each output is then an
+    elementwise sum of gathers, which XLA fuses into one loop, where a
+    stacked `(..., 4, C)` array is written and reduced over its tap axis. Their transpose is one
     scatter-add (`_backend.gather_tap_major`). Taps outside the image are
     read at the clipped index, not zeroed: `_combine_split` gives them
     zero weight (zeroing `(..., C)` arrays here made XLA write each tap
@@ -263,7 +263,9 @@ def _bilinear_images_gradient(
     updates, indices = [], []
     for (rows, cols, inside), weight in zip(corners, points["tap_weights"]):
         weight = ops.where(inside, weight, ops.zeros_like(weight))
-        updates.append(ops.reshape(upstream * weight[..., None], (-1, channels)))
+        updates.append(
+            ops.reshape(upstream * weight[..., None], (-1, channels))
+        )
         indices.append(ops.reshape(offsets + rows * width + cols, (-1,)))
     summed = _backend.scatter_add_rows(
         ops.concatenate(updates, axis=0),
@@ -310,11 +312,12 @@ def tensorflow_cpu_plan(channels):
     on a CPU with `gather_layout("auto")`.
 
     Measured per function with benchmarks/sampler_benchmark.py on a
-    2-core CPU: four separate gathers are the faster forward pass on every
-    workload; the grid gradient is faster framed below
-    `SPLIT_MIN_CHANNELS` channels and clipped from there; the direct
-    image gradient is faster than every layout's autodiff but the corner
-    table's (one channel).
+    2-core CPU: below `SPLIT_MIN_CHANNELS` channels four separate gathers
+    are the faster forward pass and the framed layout the faster grid
+    gradient; from there the clipped layout is as fast a forward pass and
+    the faster grid gradient, and whole-step XLA then shares the two
+    functions' gathers. The direct image gradient is faster than every
+    layout's autodiff but the corner table's (one channel).
     """
     many = channels is not None and channels >= SPLIT_MIN_CHANNELS
     direct = channels is None or channels > CORNER_TABLE_MAX_CHANNELS
@@ -441,7 +444,9 @@ def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
     def inside_masks(points):
         """Per tap, 1.0 where it lies in the image, else 0.0: the taps
         come in read at clipped indices (`_gather_split`)."""
-        corners = _clipped_corners(points["row"], points["col"], height, width)
+        corners = _clipped_corners(
+            points["row"], points["col"], height, width
+        )
         dtype = points["fx"].dtype
         return [ops.cast(inside, dtype) for _, _, inside in corners]
 

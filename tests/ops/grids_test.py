@@ -346,7 +346,8 @@ def test_torch_compile_gives_the_eager_values_and_gradients(family):
         images_t = torch.tensor(images, dtype=torch.float32).requires_grad_()
         theta_t = torch.tensor(theta, dtype=torch.float32).requires_grad_()
         value = fn(images_t, theta_t)
-        results.append([value, *torch.autograd.grad(value, [images_t, theta_t])])
+        grads = torch.autograd.grad(value, [images_t, theta_t])
+        results.append([value, *grads])
     for eager, compiled in zip(*results):
         test_case.assert_close(
             compiled.detach().numpy(), eager.detach().numpy(), 1e-5, 1e-5
