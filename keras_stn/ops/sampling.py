@@ -218,11 +218,12 @@ def _gather_split(images, row, col, deterministic=False):
     """The four taps read as `_gather_clipped` reads them, as a list of
     four `(B, H_out, W_out, C)` tensors: each output is then an
     elementwise sum of gathers, which XLA fuses into one loop, where a
-    stacked `(..., 4, C)` array is written and reduced over its tap axis. Their transpose is one
-    scatter-add (`_backend.gather_tap_major`). Taps outside the image are
-    read at the clipped index, not zeroed: `_combine_split` gives them
-    zero weight (zeroing `(..., C)` arrays here made XLA write each tap
-    twice in a step, once as gathered and once masked).
+    stacked `(..., 4, C)` array is written and reduced over its tap axis.
+    Their transpose is one scatter-add (`_backend.gather_tap_major`). Taps
+    outside the image are read at the clipped index, not zeroed:
+    `_combine_split` gives them zero weight (zeroing `(..., C)` arrays
+    here made XLA write each tap twice in a step, once as gathered and
+    once masked).
     """
     _, height, width, _ = dims(images)
     corners = _clipped_corners(row, col, height, width)
