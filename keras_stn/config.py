@@ -169,14 +169,15 @@ def set_gather_layout(layout):
             indices clipped into the image, the taps outside zeroed (no
             framed copy); `"split"`: as `"clipped"`, but four separate
             gathers, so that each output is one elementwise sum of them;
-            `"auto"` (the default): `"split"` on a GPU, and on a CPU for
-            16 channels or more; else `"framed"`, except that on
-            TensorFlow, whose samplers compile their forward pass and
-            gradients as separate functions, the forward pass is `"split"`
-            (several times faster on a CPU) and the gradients `"framed"`
-            (the faster there). Under whole-graph XLA
-            (`jit_compile=True`) on a CPU that pair makes a training step
-            slower than `"framed"` alone: set `"framed"` there.
+            `"auto"` (the default): `"split"` on a GPU, on a CPU for 16
+            channels or more, and under JAX on a CPU for any; else
+            `"framed"`. On TensorFlow on a CPU, whose samplers compile
+            their forward pass and two gradients as separate functions,
+            each takes its own faster form
+            (`keras_stn.ops.sampling.tensorflow_cpu_plan`). Under
+            whole-graph XLA (`jit_compile=True`) on a CPU those forms
+            share no work, and below 16 channels `"framed"` alone makes a
+            training step faster: set it there.
             `benchmarks/sampler_benchmark.py` times each
             (`stn-jit-framed`, ...).
     Raises:
