@@ -57,7 +57,7 @@ def gather_pixels(images, rows, cols, deterministic=False):
         return _gather_pixels_jax(images, rows, cols)
     _, height, width, depth = ops.shape(images)
     table = ops.reshape(images, (-1, depth))
-    index = _flat_index(rows, cols, height, width)
+    index = flat_index(rows, cols, height, width)
     values = ops.take(table, ops.reshape(index, (-1,)), axis=0)
     return ops.reshape(values, (*ops.shape(rows), depth))
 
@@ -90,7 +90,7 @@ def _gather_pixels_jax(images, rows, cols):
     )
 
 
-def _flat_index(rows, cols, height, width):
+def flat_index(rows, cols, height, width):
     """Row of `(b, rows, cols)` in the `(B * H * W, D)` view of images."""
     batch = ops.shape(rows)[0]
     shape = (-1,) + (1,) * (len(rows.shape) - 1)
@@ -149,7 +149,7 @@ def _deterministic_gather_pixels(images, rows, cols):
     """`gather_pixels` whose gradient is `deterministic_segment_sum`."""
     shape = ops.shape(images)
     height, width, depth = shape[1], shape[2], shape[3]
-    index = ops.reshape(_flat_index(rows, cols, height, width), (-1,))
+    index = ops.reshape(flat_index(rows, cols, height, width), (-1,))
 
     # The index is an input with no gradient, not an array the function
     # closes over (JAX cannot lower that under `jax.vjp(jax.jit(f))`).
@@ -187,7 +187,7 @@ def gather_tap_major(images, rows, cols, deterministic=False):
     """
     shape = ops.shape(images)
     height, width, depth = shape[1], shape[2], shape[3]
-    index = _flat_index(rows, cols, height, width)
+    index = flat_index(rows, cols, height, width)
     num_taps = rows.shape[1]
     sum_rows = deterministic_segment_sum if deterministic else scatter_add_rows
 

@@ -258,16 +258,14 @@ def _bilinear_images_gradient(
     batch, height, width, channels = dims(images)
     points = sample_points(grid, height, width, padding_mode, align_corners)
     corners = _clipped_corners(points["row"], points["col"], height, width)
-    offsets = ops.reshape(
-        ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1)
-    )
     updates, indices = [], []
     for (rows, cols, inside), weight in zip(corners, points["tap_weights"]):
         weight = ops.where(inside, weight, ops.zeros_like(weight))
         updates.append(
             ops.reshape(upstream * weight[..., None], (-1, channels))
         )
-        indices.append(ops.reshape(offsets + rows * width + cols, (-1,)))
+        index = _backend.flat_index(rows, cols, height, width)
+        indices.append(ops.reshape(index, (-1,)))
     summed = _backend.scatter_add_rows(
         ops.concatenate(updates, axis=0),
         ops.concatenate(indices, axis=0),
