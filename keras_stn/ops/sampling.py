@@ -168,19 +168,12 @@ def _gather_clipped(images, row, col, deterministic=False):
     where the copy costs as much as the gather).
     """
     _, height, width, _ = dims(images)
-    north, west = row - 1, col - 1  # back from the frame's coordinates
-    rows = ops.stack([north, north, north + 1, north + 1], axis=-1)
-    cols = ops.stack([west, west + 1, west, west + 1], axis=-1)
-    inside = ops.logical_and(
-        ops.logical_and(rows >= 0, rows < height),
-        ops.logical_and(cols >= 0, cols < width),
+    corners = _clipped_corners(row, col, height, width)
+    rows, cols, inside = (
+        ops.stack([corner[k] for corner in corners], axis=-1)
+        for k in range(3)
     )
-    taps = _backend.gather_pixels(
-        images,
-        ops.clip(rows, 0, height - 1),
-        ops.clip(cols, 0, width - 1),
-        deterministic,
-    )
+    taps = _backend.gather_pixels(images, rows, cols, deterministic)
     return taps * ops.cast(inside, images.dtype)[..., None]
 
 
