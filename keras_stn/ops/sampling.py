@@ -558,7 +558,8 @@ def bilinear_sample(
     # fastest for it on a CPU (`tensorflow_cpu_plan`).
     forward_layout = grid_layout = layout
     images_gradient = None
-    if config.gather_layout() == "auto" and not _backend.on_gpu(images):
+    cpu_plan = _backend.is_tensorflow() and not _backend.on_gpu(images)
+    if config.gather_layout() == "auto" and cpu_plan:
         forward_layout, grid_layout, direct = tensorflow_cpu_plan(
             images.shape[-1]
         )
