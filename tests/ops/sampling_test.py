@@ -135,6 +135,48 @@ def test_jacobian_matches_finite_differences(padding_mode, align_corners):
     )
 
 
+@pytest.mark.parametrize("xla_samplers", [False, True])
+@pytest.mark.parametrize("channels", [40, 48])
+def test_many_channels_match_the_reference(xla_samplers, channels):
+    # The grid gradient sums over channels in 16-wide slices on TensorFlow
+    # on a CPU (`sampling._sum_over_channels`): two slices and a tail of 8,
+    # then three slices; each with samplers compiled by themselves, whose
+    # plan on a CPU differs from 16 channels on, and without.
+    from keras_stn import config as stn_config
+
+    if xla_samplers and test_case.backend() != "tensorflow":
+        pytest.skip("samplers compile by themselves on TensorFlow only")
+    stn_config.set_xla_samplers(xla_samplers)
+    gen = test_case.rng(12)
+    images = gen.normal(size=(2, 5, 7, channels))
+    grid = test_case.off_kink_grid(gen, (2, 4, 3, 2), (5, 7), -1.3, 1.3)
+    upstream = gen.normal(size=(2, 4, 3, channels))
+    ours = test_case.gradients(
+        lambda i, g: stn_ops.bilinear_sample(i, g, "zeros"),
+        images,
+        grid,
+        upstream=upstream,
+    )
+    if test_case.backend() == "tensorflow":
+        from tests.ops import reference
+
+        twin = test_case.gradients(
+            lambda i, g: reference.bilinear_sample(i, g, "zeros"),
+            images,
+            grid,
+            upstream=upstream,
+        )
+    else:
+        out, d_images, d_grid = _torch_sample(
+            images, grid, "bilinear", "zeros", False, upstream
+        )
+        twin = out, (d_images, d_grid)
+    test_case.assert_close(ours[0], twin[0], 1e-12)
+    test_case.assert_close(ours[1][0], twin[1][0], 1e-12)
+    test_case.assert_close(ours[1][1], twin[1][1], 1e-11)
+    assert np.abs(ours[1][1]).max() > 1.0
+
+
 @pytest.mark.tensorflow_only
 @pytest.mark.xla_samplers
 def test_second_derivatives_match_twin():
