@@ -606,6 +606,7 @@ def bilinear_sample(
             grid_layout,
             images_gradient is not None,
             deterministic,
+            CHANNEL_SLICE_WIDTH,
         ),
         core_of(layout),
         forward_fn=core_of(forward_layout),
