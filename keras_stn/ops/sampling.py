@@ -429,8 +429,9 @@ def _sum_over_channels(values):
     reduced in between: in the grid gradient that is the gathered taps
     times the upstream, four times the output's size. Added slice by slice
     the taps are read where they are gathered, and the array written is
-    `16 / C` of that (measured with benchmarks/step_parts.py, feat: the
-    grid gradient's time falls by a quarter; narrower slices are slower).
+    `16 / C` of that (`benchmarks/channel_slices.py`: feat's training
+    steps are faster, in both compile modes; narrower slices were
+    slower than one reduction).
     """
     channels = values.shape[-1]
     width = CHANNEL_SLICE_WIDTH
