@@ -421,8 +421,9 @@ CHANNEL_SLICE_WIDTH = 16
 
 
 def _sum_over_channels(values):
-    """`ops.sum(values, axis=-1)`, written for XLA on CPUs as a sum of
-    16-wide slices, then one reduction over 16.
+    """`ops.sum(values, axis=-1)`; on TensorFlow on a CPU, from twice
+    `CHANNEL_SLICE_WIDTH` channels, the slices of that width added first,
+    then one reduction over the width.
 
     XLA:CPU splits a long reduction over the minor axis into a windowed
     partial sum and a library reduction, and writes the whole array being
@@ -430,8 +431,9 @@ def _sum_over_channels(values):
     times the upstream, four times the output's size. Added slice by slice
     the taps are read where they are gathered, and the array written is
     `16 / C` of that (`benchmarks/channel_slices.py`: feat's training
-    steps are faster, in both compile modes; narrower slices were
-    slower than one reduction).
+    steps are faster, in both compile modes; narrower slices were slower
+    than one reduction). Under JAX on a CPU the slices made the jitted
+    step slower, so it keeps one reduction.
     """
     channels = values.shape[-1]
     width = CHANNEL_SLICE_WIDTH
