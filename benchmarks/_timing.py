@@ -62,6 +62,28 @@ def spread_cell(summary, digits=2):
     )
 
 
+def add_block_options(parser, rounds):
+    """Adds `--rounds` (default `rounds`), `--repeats`, `--warmup` and
+    `--json`: the options of a script that times blocks in turn."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed calls per block"
+    )
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", help="also write the results to this file")
+
+
+def check_block_options(parser, args):
+    """Stops, naming the values, when `add_block_options`' counts are not
+    usable."""
+    if args.rounds < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error(
+            "--rounds and --repeats must be at least 1 and --warmup at "
+            f"least 0. Received: --rounds {args.rounds}, --repeats "
+            f"{args.repeats}, --warmup {args.warmup}"
+        )
+
+
 def write_json(path, payload):
     """Writes `payload` as indented JSON to `path`, atomically."""
 

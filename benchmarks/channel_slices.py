@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _sampler_variants  # noqa: E402
+import _subsets  # noqa: E402
 import _timing  # noqa: E402
 import keras  # noqa: E402
 import sampler_benchmark  # noqa: E402
@@ -124,28 +125,14 @@ def main(argv=None):
         default=",".join(choices),
         help=f"comma-separated subset of: {', '.join(choices)}",
     )
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument(
-        "--repeats", type=int, default=15, help="timed calls per block"
-    )
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", help="also write the results to this file")
+    _timing.add_block_options(parser, rounds=4)
     args = parser.parse_args(argv)
+    _timing.check_block_options(parser, args)
     if keras.backend.backend() != "tensorflow":
         parser.error("runs on the TensorFlow backend (KERAS_BACKEND)")
-    workloads = [w for w in args.workloads.split(",") if w]
-    unknown = sorted(set(workloads) - set(choices))
-    if unknown:
-        parser.error(
-            f"--workloads must be a subset of {', '.join(choices)}. "
-            f"Received: {', '.join(unknown)}"
-        )
-    if args.rounds < 1 or args.repeats < 1 or args.warmup < 0:
-        parser.error(
-            "--rounds and --repeats must be at least 1 and --warmup at "
-            f"least 0. Received: --rounds {args.rounds}, --repeats "
-            f"{args.repeats}, --warmup {args.warmup}"
-        )
+    workloads = _subsets.parse_subset(
+        parser, args.workloads, choices, "workloads"
+    )
     all_results = {}
     for workload in workloads:
         print(f"{workload}: {args.rounds} rounds", file=sys.stderr)

@@ -39,6 +39,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _device  # noqa: E402
 import _sampler_variants  # noqa: E402
+import _subsets  # noqa: E402
 import _timing  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -159,22 +160,14 @@ def main(argv=None):
         default=",".join(CPU_WORKLOADS),
         help=f"comma-separated subset of: {', '.join(CPU_WORKLOADS)}",
     )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--repeats", type=int, default=15, help="timed calls per block"
-    )
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--json", help="also write the results to this file")
+    _timing.add_block_options(parser, rounds=3)
     args = parser.parse_args(argv)
+    _timing.check_block_options(parser, args)
     if keras.backend.backend() != "tensorflow":
         parser.error("runs on the TensorFlow backend (KERAS_BACKEND)")
-    workloads = [w for w in args.workloads.split(",") if w]
-    unknown = sorted(set(workloads) - set(CPU_WORKLOADS))
-    if unknown:
-        parser.error(
-            f"--workloads must be a subset of {', '.join(CPU_WORKLOADS)}. "
-            f"Received: {', '.join(unknown)}"
-        )
+    workloads = _subsets.parse_subset(
+        parser, args.workloads, CPU_WORKLOADS, "workloads"
+    )
     import torch
 
     torch.set_num_threads(_device.cpu_count())
