@@ -84,6 +84,46 @@ def check_block_options(parser, args):
         )
 
 
+def parse_block_args(description, workloads, rounds, argv=None):
+    """The command line of a TensorFlow-backend script that times blocks
+    in turn over `--workloads` (a comma-separated subset of `workloads`,
+    all by default): `args`, with `args.workloads` as a list."""
+    import argparse
+
+    import _subsets
+    import keras
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--workloads",
+        default=",".join(workloads),
+        help=f"comma-separated subset of: {', '.join(workloads)}",
+    )
+    add_block_options(parser, rounds)
+    args = parser.parse_args(argv)
+    check_block_options(parser, args)
+    if keras.backend.backend() != "tensorflow":
+        parser.error("runs on the TensorFlow backend (KERAS_BACKEND)")
+    args.workloads = _subsets.parse_subset(
+        parser, args.workloads, workloads, "workloads"
+    )
+    return args
+
+
+def run_workloads(args, run_workload):
+    """`{workload: run_workload(workload, rounds, repeats, warmup)}` for
+    `parse_block_args`' `args`, naming each workload on stderr."""
+    import sys
+
+    results = {}
+    for workload in args.workloads:
+        print(f"{workload}: {args.rounds} rounds", file=sys.stderr)
+        results[workload] = run_workload(
+            workload, args.rounds, args.repeats, args.warmup
+        )
+    return results
+
+
 def write_json(path, payload):
     """Writes `payload` as indented JSON to `path`, atomically."""
 

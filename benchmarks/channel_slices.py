@@ -16,7 +16,6 @@ machine falls on both. Each cell is the median of the pooled calls
     python benchmarks/channel_slices.py --rounds 4
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -27,9 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _sampler_variants  # noqa: E402
-import _subsets  # noqa: E402
 import _timing  # noqa: E402
-import keras  # noqa: E402
 import sampler_benchmark  # noqa: E402
 
 from keras_stn.ops import sampling  # noqa: E402
@@ -118,27 +115,10 @@ def table(all_results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    choices = wide_workloads()
-    parser.add_argument(
-        "--workloads",
-        default=",".join(choices),
-        help=f"comma-separated subset of: {', '.join(choices)}",
+    args = _timing.parse_block_args(
+        __doc__.splitlines()[0], wide_workloads(), rounds=4, argv=argv
     )
-    _timing.add_block_options(parser, rounds=4)
-    args = parser.parse_args(argv)
-    _timing.check_block_options(parser, args)
-    if keras.backend.backend() != "tensorflow":
-        parser.error("runs on the TensorFlow backend (KERAS_BACKEND)")
-    workloads = _subsets.parse_subset(
-        parser, args.workloads, choices, "workloads"
-    )
-    all_results = {}
-    for workload in workloads:
-        print(f"{workload}: {args.rounds} rounds", file=sys.stderr)
-        all_results[workload] = run_workload(
-            workload, args.rounds, args.repeats, args.warmup
-        )
+    all_results = _timing.run_workloads(args, run_workload)
     print(table(all_results))
     if args.json:
         _timing.write_json(

@@ -27,7 +27,6 @@ cannot go below.
     python benchmarks/step_parts.py --rounds 3
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -39,9 +38,7 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _device  # noqa: E402
 import _sampler_variants  # noqa: E402
-import _subsets  # noqa: E402
 import _timing  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import sampler_benchmark  # noqa: E402
 
@@ -154,29 +151,13 @@ def table(all_results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--workloads",
-        default=",".join(CPU_WORKLOADS),
-        help=f"comma-separated subset of: {', '.join(CPU_WORKLOADS)}",
-    )
-    _timing.add_block_options(parser, rounds=3)
-    args = parser.parse_args(argv)
-    _timing.check_block_options(parser, args)
-    if keras.backend.backend() != "tensorflow":
-        parser.error("runs on the TensorFlow backend (KERAS_BACKEND)")
-    workloads = _subsets.parse_subset(
-        parser, args.workloads, CPU_WORKLOADS, "workloads"
+    args = _timing.parse_block_args(
+        __doc__.splitlines()[0], CPU_WORKLOADS, rounds=3, argv=argv
     )
     import torch
 
     torch.set_num_threads(_device.cpu_count())
-    all_results = {}
-    for workload in workloads:
-        print(f"{workload}: {args.rounds} rounds", file=sys.stderr)
-        all_results[workload] = run_workload(
-            workload, args.rounds, args.repeats, args.warmup
-        )
+    all_results = _timing.run_workloads(args, run_workload)
     print(table(all_results))
     if args.json:
         _timing.write_json(args.json, all_results)
