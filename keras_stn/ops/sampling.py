@@ -342,13 +342,21 @@ def gather_taps(images, row, col, layout="framed", deterministic=False):
 
 
 def _bilinear_sample_core(
-    images, grid, padding_mode, align_corners, layout, deterministic
+    images,
+    grid,
+    padding_mode,
+    align_corners,
+    layout,
+    deterministic,
+    channel_slice=None,
 ):
     """Bilinear sampling of float32/64 `images` at `grid`.
 
     The taps are gathered by differentiable ops (their gradient w.r.t. the
     images is the scatter-add, pruned when nobody asks for it); the kernel
-    that combines them has the hand-written gradient.
+    that combines them has the hand-written gradient. `channel_slice`: the
+    width `_sum_over_channels` adds slices of in the grid gradient (None:
+    one reduction).
     """
     _, height, width, _ = dims(images)
     points = sample_points(grid, height, width, padding_mode, align_corners)
@@ -406,7 +414,9 @@ def _bilinear_sample_core(
                 [fx - 1.0, -fx, 1.0 - fx, fx], axis=-1
             ) * ops.expand_dims(points["dy"], -1)
             d_weights = ops.stack([d_weights_dx, d_weights_dy], axis=-1)
-            tap_upstream = _sum_over_channels(taps * upstream[..., None, :])
+            tap_upstream = _sum_over_channels(
+                taps * upstream[..., None, :], channel_slice
+            )
             grad_grid = ops.sum(tap_upstream[..., None] * d_weights, axis=-2)
             grad_taps = upstream[..., None, :] * points["weights"][..., None]
             return grad_taps, grad_grid
@@ -416,14 +426,14 @@ def _bilinear_sample_core(
     return _combine(taps, grid)
 
 
-# Width of the slices `_sum_over_channels` adds before it reduces.
+# Width of the slices `_sum_over_channels` adds before it reduces, on
+# TensorFlow on a CPU (`bilinear_sample`).
 CHANNEL_SLICE_WIDTH = 16
 
 
-def _sum_over_channels(values):
-    """`ops.sum(values, axis=-1)`; on TensorFlow on a CPU, from twice
-    `CHANNEL_SLICE_WIDTH` channels, the slices of that width added first,
-    then one reduction over the width.
+def _sum_over_channels(values, width=None):
+    """`ops.sum(values, axis=-1)`; from `2 * width` channels, the slices
+    of that width added first, then one reduction over the width.
 
     XLA:CPU splits a long reduction over the minor axis into a windowed
     partial sum and a library reduction, and writes the whole array being
@@ -436,9 +446,7 @@ def _sum_over_channels(values):
     step slower, so it keeps one reduction.
     """
     channels = values.shape[-1]
-    width = CHANNEL_SLICE_WIDTH
-    xla_on_cpu = _backend.is_tensorflow() and not _backend.on_gpu(values)
-    if not xla_on_cpu or channels is None or channels < 2 * width:
+    if width is None or channels is None or channels < 2 * width:
         return ops.sum(values, axis=-1)
     whole = channels - channels % width
     slices = [values[..., i : i + width] for i in range(0, whole, width)]
@@ -580,9 +588,18 @@ def bilinear_sample(
     align_corners = bool(align_corners)
     layout = resolve_layout(images)
 
+    cpu_plan = _backend.is_tensorflow() and not _backend.on_gpu(images)
+    channel_slice = CHANNEL_SLICE_WIDTH if cpu_plan else None
+
     def core_of(layout):
         return lambda i, g: _bilinear_sample_core(
-            i, g, padding_mode, align_corners, layout, deterministic
+            i,
+            g,
+            padding_mode,
+            align_corners,
+            layout,
+            deterministic,
+            channel_slice,
         )
 
     # Under TensorFlow's op-level XLA the forward pass and the two
@@ -590,7 +607,6 @@ def bilinear_sample(
     # fastest for it on a CPU (`tensorflow_cpu_plan`).
     forward_layout = grid_layout = layout
     images_gradient = None
-    cpu_plan = _backend.is_tensorflow() and not _backend.on_gpu(images)
     if config.gather_layout() == "auto" and cpu_plan:
         forward_layout, grid_layout, direct = tensorflow_cpu_plan(
             images.shape[-1]
@@ -609,7 +625,7 @@ def bilinear_sample(
             grid_layout,
             images_gradient is not None,
             deterministic,
-            CHANNEL_SLICE_WIDTH,
+            channel_slice,
         ),
         core_of(layout),
         forward_fn=core_of(forward_layout),
