@@ -6,9 +6,14 @@ another leaves spinning after its work. The callable passed in must wait
 for its results before returning (the clock stops after it).
 """
 
+import argparse
 import json
 import statistics
+import sys
 import time
+
+import _subsets
+import keras
 
 from keras_stn.utils import files
 
@@ -88,10 +93,6 @@ def parse_block_args(description, workloads, rounds, argv=None):
     """The command line of a TensorFlow-backend script that times blocks
     in turn over `--workloads` (a comma-separated subset of `workloads`,
     all by default): `args`, with `args.workloads` as a list."""
-    import argparse
-
-    import _subsets
-    import keras
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -113,8 +114,6 @@ def parse_block_args(description, workloads, rounds, argv=None):
 def run_workloads(args, run_workload):
     """`{workload: run_workload(workload, rounds, repeats, warmup)}` for
     `parse_block_args`' `args`, naming each workload on stderr."""
-    import sys
-
     results = {}
     for workload in args.workloads:
         print(f"{workload}: {args.rounds} rounds", file=sys.stderr)
