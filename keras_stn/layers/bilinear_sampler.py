@@ -3,7 +3,7 @@
 import keras
 
 from keras_stn.ops import coordinates
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.utils import argument_validation
 
 
@@ -58,7 +58,7 @@ class BilinearSampler(keras.layers.Layer):
         self.deterministic = deterministic
 
     def call(self, images, grid):
-        return sampler.sample(
+        return sampling.sample(
             images,
             grid,
             kernel=self.kernel,
@@ -84,8 +84,8 @@ class BilinearSampler(keras.layers.Layer):
 
 def check_sampling_options(kernel, padding_mode, antialias):
     """Validates sampler options at construction time (the layers' checks
-    of the arguments `sampler.sample` takes)."""
-    argument_validation.check_choice(kernel, sampler.KERNELS, "kernel")
+    of the arguments `sampling.sample` takes)."""
+    argument_validation.check_choice(kernel, sampling.KERNELS, "kernel")
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )

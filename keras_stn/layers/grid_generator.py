@@ -33,7 +33,7 @@ class GridGenerator(keras.layers.Layer):
         self.output_size = argument_validation.check_size(
             output_size, "output_size"
         )
-        self.transform = argument_validation.check_transform(transform)
+        self.transform = transforms.check_name(transform)
         self.align_corners = argument_validation.check_bool(
             align_corners, "align_corners"
         )

@@ -8,7 +8,7 @@ from keras import ops
 from keras_stn.layers import bilinear_sampler
 from keras_stn.layers import localization as localization_lib
 from keras_stn.layers import localization_head
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.ops import transforms
 from keras_stn.utils import argument_validation
 
@@ -108,7 +108,7 @@ class SpatialTransformer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.transform = argument_validation.check_transform(transform)
+        self.transform = transforms.check_name(transform)
         self.output_size = (
             None
             if output_size is None
@@ -244,7 +244,7 @@ class SpatialTransformer(keras.layers.Layer):
         grid = transforms.grid_for(
             self.transform, theta, size, self.align_corners
         )
-        outputs = sampler.sample(
+        outputs = sampling.sample(
             inputs,
             grid,
             kernel=self.kernel,

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from keras_stn.utils import argument_validation
 from keras_stn.experiments.data import placement
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.ops import transforms
 
 DIGIT_SIZE = 28
@@ -249,7 +249,7 @@ class ProjectiveWarp(Distortion):
     def warp(self, images, params):
         size = (self.output_size, self.output_size)
         grid = transforms.grid_for("projective", self.theta(params), size)
-        return sampler.sample(images, grid)
+        return sampling.sample(images, grid)
 
 
 class ElasticWarp(Distortion):
@@ -304,4 +304,4 @@ class ElasticWarp(Distortion):
     def warp(self, images, params):
         size = (self.output_size, self.output_size)
         grid = transforms.grid_for(self.transform, self.theta(params), size)
-        return sampler.sample(images, grid)
+        return sampling.sample(images, grid)

@@ -14,7 +14,7 @@ import math
 
 import tensorflow as tf
 
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.ops import transforms
 
 
@@ -70,7 +70,7 @@ def warp_similarity(images, angle, scale, position, output_size):
         angle, scale, position, images.shape[1], output_size
     )
     grid = transforms.grid_for("similarity", theta, (output_size, output_size))
-    return sampler.sample(images, grid)
+    return sampling.sample(images, grid)
 
 
 def place(images, top_left, canvas_size):
