@@ -52,8 +52,17 @@ def fence_doctests(text):
 
 # Google-style section headers; Griffe reads one as a section only after a
 # blank line, which keras_stn's docstrings (as Keras') leave out.
-SECTIONS = ("Args:", "Returns:", "Raises:", "Example:", "Examples:",
-            "Attributes:", "Yields:", "Reference:", "Call arguments:")
+SECTIONS = (
+    "Args:",
+    "Returns:",
+    "Raises:",
+    "Example:",
+    "Examples:",
+    "Attributes:",
+    "Yields:",
+    "Reference:",
+    "Call arguments:",
+)
 
 
 def separate_sections(text):

@@ -29,8 +29,10 @@ except ImportError as error:
 import keras  # noqa: E402
 
 # The TensorFlow-free PyDataset of each tf.data pipeline the examples use.
-_SOURCES = {"mnist_addition": "MNISTAddition",
-            "two_digit_canvas": "TwoDigitCanvas"}
+_SOURCES = {
+    "mnist_addition": "MNISTAddition",
+    "two_digit_canvas": "TwoDigitCanvas",
+}
 
 
 def require_tensorflow_backend(what):

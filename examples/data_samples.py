@@ -24,8 +24,8 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_stn.experiments import data  # noqa: E402
 from keras_stn import viz  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
 
 
 def _grid(count, panel_width=1.0):

@@ -64,9 +64,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn.experiments import training  # noqa: E402
 from keras_stn import models  # noqa: E402
 from keras_stn import viz  # noqa: E402
+from keras_stn.experiments import training  # noqa: E402
 
 SIDE = 42
 NUM_CLASSES = 19

@@ -83,9 +83,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="needs JAX"
-)
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX")
 @pytest.mark.skipif(
     keras.backend.backend() != "jax",
     reason="runs once, in the JAX-backend run (a JAX subprocess either way)",

@@ -103,10 +103,11 @@ def test_no_private_api_is_used():
     for path in _python_files():
         if os.path.abspath(path) == os.path.abspath(__file__):
             continue
+        relative = os.path.relpath(path, ROOT)
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if pattern.search(line):
-                    found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+                    found.append(f"{relative}:{number}: {line.strip()}")
     assert not found, "\n".join(found)
 
 
@@ -198,9 +199,9 @@ def test_version_is_in_one_place():
 
     with open(os.path.join(ROOT, "setup.cfg"), encoding="utf-8") as f:
         setup = f.read()
-    assert re.search(
-        r"^version = attr: keras_stn.__version__$", setup, re.M
-    ), "setup.cfg must read the version from keras_stn.__version__"
+    assert re.search(r"^version = attr: keras_stn.__version__$", setup, re.M), (
+        "setup.cfg must read the version from keras_stn.__version__"
+    )
     assert re.fullmatch(r"\d+\.\d+\.\d+", keras_stn.__version__)
     with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as f:
         assert f"## {keras_stn.__version__}" in f.read()

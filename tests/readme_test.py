@@ -81,9 +81,9 @@ def test_blocks_not_run_say_why():
         for block in python_blocks(_read(path)):
             first = block.splitlines()[0] if block.strip() else ""
             if first.startswith("# Not run"):
-                assert re.fullmatch(
-                    re.escape(NOT_RUN) + r" \S.*", first
-                ), f"{os.path.relpath(path, ROOT)}: {first!r}"
+                assert re.fullmatch(re.escape(NOT_RUN) + r" \S.*", first), (
+                    f"{os.path.relpath(path, ROOT)}: {first!r}"
+                )
 
 
 def test_every_guide_has_code_that_runs():
