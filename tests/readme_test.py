@@ -159,3 +159,19 @@ def test_docs_python_blocks_run_in_order(tmp_path):
     for label, code in own:
         run = _run(code, tmp_path)
         assert run.returncode == 0, label + "\n" + run.stderr[-4000:]
+
+
+def test_docs_griffe_extension_examples():
+    """The docs build's docstring rewrites (docs/griffe_keras_stn.py) do
+    what their examples say."""
+    pytest.importorskip("griffe", reason="the [docs] extra is not installed")
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "griffe_keras_stn", os.path.join(ROOT, "docs", "griffe_keras_stn.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = doctest.testmod(module)
+    assert result.attempted >= 3 and not result.failed, result
