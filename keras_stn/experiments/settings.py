@@ -11,6 +11,8 @@ import numbers
 # MNIST's sizes.
 MNIST_TRAIN_EXAMPLES = 60000
 MNIST_TEST_EXAMPLES = 10000
+# Pictures of more digits than this are unreadable (and slow to draw).
+MAX_PICTURE_EXAMPLES = 64
 # `keras.utils.set_random_seed` seeds NumPy, which takes 32-bit seeds.
 MAX_SEED = 2**32 - 1
 # Where a run's distorted digits come from: the tf.data adapter
