@@ -482,6 +482,7 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
             f"{directory} holds a model.keras but no {results.RESULTS_FILE}: "
             "there is no run to resume. Start it afresh with --overwrite."
         )
+    run_folder.check_settings(record, settings, path)
     stream = _data_stream(record)
     if record.get("status") != "complete" and stream != constants.DATA_STREAM:
         raise ValueError(
@@ -493,7 +494,6 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
             "changed. Pass --overwrite (`overwrite=True`) to train it "
             "afresh, or use another --out-dir."
         )
-    run_folder.check_settings(record, settings, path)
     return record
 
 
