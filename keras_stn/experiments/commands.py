@@ -201,9 +201,9 @@ def _load_model(path, argument):
 
 
 def samples(args):
-    from keras_stn import viz
     from keras import ops
 
+    from keras_stn import viz
     from keras_stn.experiments.data import distorted
 
     _check_count(args.count, "--count", MAX_PICTURE_EXAMPLES)

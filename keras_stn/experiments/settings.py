@@ -52,7 +52,6 @@ def positive_float(value, name):
         or number <= 0
     ):
         raise ValueError(
-            f"`{name}` must be a finite number > 0. Received: "
-            f"{name}={value!r}"
+            f"`{name}` must be a finite number > 0. Received: {name}={value!r}"
         )
     return float(number)

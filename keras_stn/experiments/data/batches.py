@@ -282,4 +282,3 @@ class Batches:
                 f"each epoch is steps_per_epoch={self.steps_per_epoch} items."
             )
         return self.num_batches
-

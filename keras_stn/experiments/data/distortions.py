@@ -235,5 +235,3 @@ def uniform(rng, bounds, shape):
     """float32 uniform on `[low, high)`; exactly `low` when they are equal."""
     low, high = bounds
     return rng.uniform(low, high, shape).astype(np.float32)
-
-

@@ -117,7 +117,11 @@ def test_validation_is_fixed_and_disjoint_from_training(manual_dir):
 
 def test_labels_are_the_digits_labels(manual_dir):
     batches = distorted.DistortedMNIST(
-        "TC", "train[:300]", 100, manual_dir=manual_dir, seed=2,
+        "TC",
+        "train[:300]",
+        100,
+        manual_dir=manual_dir,
+        seed=2,
         with_params=True,
     )
     all_labels = mnist.load_mnist(manual_dir, "train")[1]
@@ -153,25 +157,44 @@ def test_numpy_output_equals_the_tensors(manual_dir):
 @pytest.mark.parametrize(
     "make, pattern",
     [
-        (lambda d: distorted.DistortedMNIST("R", "test", 0, manual_dir=d),
-         "batch_size"),
-        (lambda d: distorted.DistortedMNIST("R", "valid", manual_dir=d),
-         "`split` must"),
-        (lambda d: distorted.DistortedMNIST("R", "test", epochs=2,
-                                            manual_dir=d),
-         "`epochs` numbers training epochs"),
-        (lambda d: distorted.DistortedMNIST("R", "train", epochs=2,
-                                            initial_epoch=3, manual_dir=d),
-         "initial_epoch"),
-        (lambda d: distorted.DistortedMNIST("R", seed=1.5, manual_dir=d),
-         "`seed` must be None or an int"),
-        (lambda d: two_digit.TwoDigitCanvas("test[:1]", manual_dir=d),
-         "at least 2 digits"),
-        (lambda d: two_digit.TwoDigitCanvas(canvas_size=82, manual_dir=d),
-         "canvas_size"),
-        (lambda d: _pydataset(
-            distorted.DistortedMNIST("R", "test", manual_dir=d), workers=0),
-         "workers"),
+        (
+            lambda d: distorted.DistortedMNIST("R", "test", 0, manual_dir=d),
+            "batch_size",
+        ),
+        (
+            lambda d: distorted.DistortedMNIST("R", "valid", manual_dir=d),
+            "`split` must",
+        ),
+        (
+            lambda d: distorted.DistortedMNIST(
+                "R", "test", epochs=2, manual_dir=d
+            ),
+            "`epochs` numbers training epochs",
+        ),
+        (
+            lambda d: distorted.DistortedMNIST(
+                "R", "train", epochs=2, initial_epoch=3, manual_dir=d
+            ),
+            "initial_epoch",
+        ),
+        (
+            lambda d: distorted.DistortedMNIST("R", seed=1.5, manual_dir=d),
+            "`seed` must be None or an int",
+        ),
+        (
+            lambda d: two_digit.TwoDigitCanvas("test[:1]", manual_dir=d),
+            "at least 2 digits",
+        ),
+        (
+            lambda d: two_digit.TwoDigitCanvas(canvas_size=82, manual_dir=d),
+            "canvas_size",
+        ),
+        (
+            lambda d: _pydataset(
+                distorted.DistortedMNIST("R", "test", manual_dir=d), workers=0
+            ),
+            "workers",
+        ),
     ],
 )
 def test_bad_arguments_are_named(manual_dir, make, pattern):
@@ -261,7 +284,11 @@ def test_clutter_without_patches_pastes_the_digit(manual_dir):
 
 def test_clutter_patches_stay_off_the_digits_centre(manual_dir):
     batches = distorted.DistortedMNIST(
-        "TC", "test[:64]", 64, manual_dir=manual_dir, with_params=True,
+        "TC",
+        "test[:64]",
+        64,
+        manual_dir=manual_dir,
+        with_params=True,
     )
     images, _, params = _batch(_pydataset(batches), 0)
     sources = digits(manual_dir, "test", np.arange(64))

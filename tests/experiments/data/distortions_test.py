@@ -105,8 +105,9 @@ def test_clutter_patches_are_the_crops_combined_by_maximum():
         "patch_top_left": np.array([[[10, 11], [11, 12]]], np.int32),
     }
     expected = np.zeros((30, 30), np.uint8)
-    for index, (cx, cy), (x, y) in zip([1, 4], [(2, 5), (0, 0)], [(10, 11),
-                                                                   (11, 12)]):
+    for index, (cx, cy), (x, y) in zip(
+        [1, 4], [(2, 5), (0, 0)], [(10, 11), (11, 12)]
+    ):
         crop = pool[index, cy : cy + 3, cx : cx + 3]
         region = expected[y : y + 3, x : x + 3]
         expected[y : y + 3, x : x + 3] = np.maximum(region, crop)
@@ -115,9 +116,7 @@ def test_clutter_patches_are_the_crops_combined_by_maximum():
 
 def test_position_outside_is_exactly_uniform_on_the_allowed_cells():
     # 3x3 positions, (0..1, 0..1) forbidden: 5 allowed cells, p = 1/5.
-    xy = placement.uniform_position_outside(
-        _rng(), 3, [0, 0], [1, 1], (DRAWS,)
-    )
+    xy = placement.uniform_position_outside(_rng(), 3, [0, 0], [1, 1], (DRAWS,))
     cells, counts = np.unique(xy[:, 1] * 3 + xy[:, 0], return_counts=True)
     np.testing.assert_array_equal(cells, [2, 5, 6, 7, 8])
     expected = DRAWS / 5
@@ -139,7 +138,8 @@ def test_homography_theta_maps_the_corners_to_the_targets():
     points = np.concatenate([targets, np.ones((3, 4, 1))], -1)
     mapped = np.einsum("bij,bkj->bki", matrix, points)
     np.testing.assert_allclose(
-        mapped[..., :2] / mapped[..., 2:], placement.CORNERS[None].repeat(3, 0),
+        mapped[..., :2] / mapped[..., 2:],
+        placement.CORNERS[None].repeat(3, 0),
         atol=1e-5,
     )
 
@@ -159,7 +159,11 @@ def test_place_copies_the_pixels_at_integer_positions():
     "variant, options, pattern",
     [
         ("Q", {}, "`variant` must be one of"),
-        ("R", {"scale_range": (1, 1)}, r"Unknown option\(s\) \['scale_range'\]"),
+        (
+            "R",
+            {"scale_range": (1, 1)},
+            r"Unknown option\(s\) \['scale_range'\]",
+        ),
         ("RTS", {"canvas_size": 30}, "`canvas_size` must hold"),
         ("E", {"num_control_points": 15}, "`num_control_points` must be"),
         ("TC", {"clear_centre": 7}, "`clear_centre` must be an even int"),

@@ -49,8 +49,9 @@ def test_the_data_source_is_not_a_setting():
         training.run_settings(data_source="numpy")
 
 
-@pytest.mark.parametrize("started, resumed", [("tfds", "pydataset"),
-                                              ("pydataset", "auto")])
+@pytest.mark.parametrize(
+    "started, resumed", [("tfds", "pydataset"), ("pydataset", "auto")]
+)
 def test_a_run_resumes_on_the_other_adapter(tmp_path, started, resumed):
     record = _record(data_source=started, data_stream=settings.DATA_STREAM)
     assert _check(tmp_path, record, data_source=resumed) == record
