@@ -181,11 +181,17 @@ def download(folder=None, url=DOWNLOAD_URL, progress=True, timeout=30.0):
         ValueError: a downloaded file is not the original.
     """
     folder = _absolute(cache_folder() if folder is None else folder)
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
-    for name in FILES:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            _download(url + name, path, SHA256[name], progress, timeout)
+    try:
+        for name in FILES:
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                _download(url + name, path, SHA256[name], progress, timeout)
+    except BaseException:
+        if created and not os.listdir(folder):  # leave no empty cache
+            os.rmdir(folder)
+        raise
     return folder
 
 

@@ -225,3 +225,4 @@ def test_offline_without_files_names_both_ways(no_local_files):
     message = str(error.value)
     assert "--manual-dir" in message and mnist.MANUAL_DIR_ENV in message
     assert str(no_local_files) in message and "http://127.0.0.1:9/" in message
+    assert not no_local_files.exists()  # no empty cache folder left
