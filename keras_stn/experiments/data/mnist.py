@@ -195,14 +195,15 @@ def download(folder=None, url=DOWNLOAD_URL, progress=True, timeout=30.0):
     return folder
 
 
-def find_files(manual_dir=None, data_dir=None, url=DOWNLOAD_URL):
-    """The folder holding the four files, downloading them if needed.
+def find_files(manual_dir=None, data_dir=None, url=DOWNLOAD_URL, names=FILES):
+    """The folder holding the files, downloading them if needed.
 
     Args:
         manual_dir, data_dir: see the module docstring.
-        url: str, where to download from (`download`).
+        url: str, where to download from (`download`, all four files).
+        names: the file names needed. Defaults to the four, `FILES`.
     Returns:
-        str, an absolute folder holding the four files.
+        str, an absolute folder holding the files `names`.
     Raises:
         FileNotFoundError: `manual_dir` (or `$KERAS_STN_MNIST_DIR`) lacks a
             file; or no folder holds them and the download failed. The
@@ -211,10 +212,10 @@ def find_files(manual_dir=None, data_dir=None, url=DOWNLOAD_URL):
     """
     folder, origin = manual_dir_for(manual_dir, data_dir)
     if origin != "<data_dir>/downloads/manual":
-        if not _has_files(folder):
+        if not _has_files(folder, names):
             missing = [
                 os.path.join(folder, name)
-                for name in FILES
+                for name in names
                 if not os.path.isfile(os.path.join(folder, name))
             ]
             raise FileNotFoundError(
@@ -224,10 +225,10 @@ def find_files(manual_dir=None, data_dir=None, url=DOWNLOAD_URL):
                 f"{cache_folder()}. Received: {origin} -> {folder!r}"
             )
         return folder
-    if _has_files(folder):
+    if _has_files(folder, names):
         return folder
     cache = cache_folder()
-    if _has_files(cache):
+    if _has_files(cache, names):
         return cache
     try:
         return download(cache, url)
@@ -318,7 +319,9 @@ def load_mnist(
         raise ValueError(
             f"`order` must be one of {ORDERS}. Received: order={order!r}"
         )
-    folder = find_files(manual_dir, data_dir, url or DOWNLOAD_URL)
+    folder = find_files(
+        manual_dir, data_dir, url or DOWNLOAD_URL, SPLIT_FILES[split]
+    )
     return _decoded(folder, split, order)
 
 

@@ -76,7 +76,7 @@ def _change_one_label(path):
 
 
 def test_a_label_file_with_one_label_changed_is_refused(manual_dir, tmp_path):
-    folder = _copy_files(manual_dir, tmp_path / "files")
+    folder = _copy_files(manual_dir, tmp_path / "files", (IMAGES, LABELS))
     found = _change_one_label(folder / LABELS)
     with pytest.raises(ValueError) as error:
         mnist.load_mnist(str(folder), "test")
