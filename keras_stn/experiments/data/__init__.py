@@ -9,7 +9,9 @@ Definitions (NumPy draws per `(seed, epoch, batch)`, warps with
 Adapters, serving the same batches:
 - `source.PyDatasetSource(batches)`: a `keras.utils.PyDataset`, any
   backend.
-- `tfdata.dataset(batches)`: a `tf.data.Dataset` (TensorFlow backend).
+- `tfdata.dataset(batches)`: a `tf.data.Dataset` (TensorFlow backend);
+  `distorted_mnist(...)`, `mnist_addition(...)`, `two_digit_canvas(...)`
+  build a set and its dataset in one call.
 MNIST itself: `mnist.load_mnist` (the four original files, checksummed,
 downloaded to Keras' cache when missing). CUB-200-2011 birds:
 `cub.cub_200_2011(...)` (tf.data and tensorflow-datasets).
@@ -39,6 +41,9 @@ _NAMES = {
     "TwoDigitCanvas": "two_digit",
     "PyDatasetSource": "source",
     "cub_200_2011": "cub",
+    "distorted_mnist": "tfdata",
+    "mnist_addition": "tfdata",
+    "two_digit_canvas": "tfdata",
 }
 
 

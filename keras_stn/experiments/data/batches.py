@@ -225,14 +225,19 @@ class Batches:
         return indices, rng
 
     def host(self, index):
-        """Item `index`'s host part, NumPy only.
+        """Item `index`'s host part, NumPy only: `host_at(*locate(index))`.
 
         Returns:
             `(inputs, labels, params)`: the tuple `render` takes (uint8
             digits first), the int64 labels and a dict of the parameters
             drawn with the base split's `index`.
         """
-        indices, rng = self.batch_indices(*self.locate(index))
+        return self.host_at(*self.locate(index))
+
+    def host_at(self, epoch, batch):
+        """Batch `batch` of epoch `epoch` (ints in `[0, 2**32)`), host
+        part, as `host`."""
+        indices, rng = self.batch_indices(int(epoch), int(batch))
         inputs, labels, params = self.draw(indices, rng)
         return inputs, labels, {"index": indices, **params}
 

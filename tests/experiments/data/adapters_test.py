@@ -32,6 +32,10 @@ def _tensorflow():
     return tf
 
 
+def _numpy(x):
+    return ops.convert_to_numpy(x)
+
+
 def _sets(manual_dir):
     common = {"manual_dir": manual_dir, "with_params": True}
     training = {**common, "seed": 11, "epochs": 3, "initial_epoch": 1}
@@ -69,16 +73,53 @@ def test_tf_data_serves_the_pydatasets_batches_bit_for_bit(manual_dir):
                 np.testing.assert_array_equal(value, expected[2][key])
 
 
-def test_an_endless_training_set_gives_an_endless_dataset(manual_dir):
+def test_an_epochless_training_set_gives_a_fresh_epoch_per_iteration(
+    manual_dir,
+):
     _tensorflow()
     batches = distorted.DistortedMNIST(
-        "RTS", "train[:64]", 32, manual_dir=manual_dir, seed=4
+        "RTS",
+        "train[:64]",
+        32,
+        manual_dir=manual_dir,
+        seed=4,
+        with_params=True,
     )
-    served = list(tfdata.dataset(batches).take(5).as_numpy_iterator())
-    assert [images.shape for images, _ in served] == [(32, 42, 42, 1)] * 5
-    # Item 4 is batch 0 of epoch 2, as the PyDataset serves it.
-    expected = source.PyDatasetSource(batches, return_numpy=True)[4]
-    np.testing.assert_array_equal(served[4][0], expected[0])
+    data = tfdata.dataset(batches)
+    first, second = (list(data.as_numpy_iterator()) for _ in range(2))
+    assert len(first) == len(second) == 2  # one epoch each: fit's epochs
+    for epoch in (first, second):
+        seen = np.concatenate([params["index"] for _, _, params in epoch])
+        np.testing.assert_array_equal(np.sort(seen), np.arange(64))
+    assert not np.array_equal(first[0][0], second[0][0])
+    # The same seed gives the same sequence of epochs.
+    again = list(tfdata.dataset(batches).as_numpy_iterator())
+    np.testing.assert_array_equal(again[1][0], first[1][0])
+
+
+def test_the_one_call_builders_are_the_adapter_on_a_set(manual_dir):
+    _tensorflow()
+    kwargs = {"manual_dir": manual_dir, "with_params": True}
+    cases = [
+        (
+            tfdata.distorted_mnist("E", "test[:20]", 8, **kwargs),
+            distorted.DistortedMNIST("E", "test[:20]", 8, **kwargs),
+        ),
+        (
+            tfdata.mnist_addition("test[:20]", 8, **kwargs),
+            two_digit.MNISTAddition("test[:20]", 8, **kwargs),
+        ),
+        (
+            tfdata.two_digit_canvas("test[:20]", 8, **kwargs),
+            two_digit.TwoDigitCanvas("test[:20]", 8, **kwargs),
+        ),
+    ]
+    for data, batches in cases:
+        served = list(data.as_numpy_iterator())
+        assert len(served) == 3
+        expected = batches.element(2)
+        np.testing.assert_array_equal(served[2][0], _numpy(expected[0]))
+        np.testing.assert_array_equal(served[2][1], expected[1])
 
 
 def test_other_keras_backends_get_a_clear_error(manual_dir, monkeypatch):
