@@ -106,9 +106,14 @@ def check_sample_args(
     # What the static checks could not see (None dims in a traced graph).
     grid = backend.assert_dims(
         grid,
-        {num_axes + 1: num_axes, 0: shapes.dims(images)[0]},
-        f"`grid` must have shape {_form(grid_form)} and the batch size of "
-        f"`{name}`.",
+        {num_axes + 1: num_axes},
+        f"`grid` must have shape {_form(grid_form)}.",
+        "grid",
+    )
+    grid = backend.assert_dims(
+        grid,
+        {0: shapes.dims(images)[0]},
+        f"`{name}` and `grid` must have the same batch size.",
         "grid",
     )
     return images, grid, num_axes

@@ -295,7 +295,9 @@ def _assert_trilinear_matches_torch(padding_mode, align_corners, dtype):
 def test_both_tap_layouts_match_torch_grid_sample(
     monkeypatch, max_channels, padding_mode, align_corners
 ):
-    monkeypatch.setattr(volumes, "CORNER_TABLE_MAX_CHANNELS", max_channels)
+    from keras_stn.ops import tuning
+
+    monkeypatch.setattr(tuning, "CORNER_TABLE_MAX_CHANNELS_3D", max_channels)
     _assert_trilinear_matches_torch(padding_mode, align_corners, "float64")
 
 
