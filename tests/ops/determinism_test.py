@@ -118,7 +118,8 @@ def test_one_dominating_update_is_summed_exactly(dtype, sign):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_integer_sum_is_the_same_bits_in_any_update_order(dtype):
     gen = test_case.rng(12)
-    updates = gen.normal(size=(5000, 3)) * np.exp(gen.normal(size=(5000, 1)) * 4)
+    updates = gen.normal(size=(5000, 3))
+    updates *= np.exp(gen.normal(size=(5000, 1)) * 4)
     updates[7, 0] = DOMINANT[dtype]
     updates = updates.astype(dtype)
     indices = gen.integers(0, 40, 5000)
