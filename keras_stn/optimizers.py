@@ -9,7 +9,9 @@ multiplier under every optimizer.
 
 - `with_lr_multipliers(optimizer, multipliers)`: a copy of `optimizer`
   whose update of the variables named by `multipliers` uses the learning
-  rate times their factor.
+  rate times their factor. The factors are resolved when the optimizer is
+  built and kept in its state (`lr_factors`), so they survive `.keras`
+  saving and loading, where variable paths may change.
 - `localization_multipliers(model, factor)`: the mapping for every spatial
   transformer of a model (localization trunk and heads).
 """
