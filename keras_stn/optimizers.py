@@ -9,7 +9,9 @@ multiplier under every optimizer.
 
 - `with_lr_multipliers(optimizer, multipliers)`: a copy of `optimizer`
   whose update of the variables named by `multipliers` uses the learning
-  rate times their factor.
+  rate times their factor. The factors are resolved when the optimizer is
+  built and kept in its state (`lr_factors`), so they survive `.keras`
+  saving and loading, where variable paths may change.
 - `localization_multipliers(model, factor)`: the mapping for every spatial
   transformer of a model (localization trunk and heads).
 """
@@ -20,7 +22,8 @@ import keras
 
 from keras_stn.utils import argument_validation
 
-_CLASSES = {}
+_CLASSES = {}  # Keras optimizer class -> its multiplied subclass
+_BASES = {}  # and back
 
 
 def _check_multipliers(multipliers):
@@ -60,20 +63,47 @@ def _multiplied_class(base):
                 (re.compile(pattern), factor)
                 for pattern, factor in self.multipliers.items()
             ]
+            self.lr_factors = None
 
-        def lr_multiplier(self, variable):
-            """The factor of `variable`: that of the first pattern that
-            matches its `path` (`re.search`), else 1."""
+        def build(self, variables):
+            """Also fixes each variable's factor, by its path now, in the
+            optimizer variable `lr_factors` (one per variable, in the
+            order of `variables`). It is saved and loaded with the rest of
+            the optimizer's state, which Keras matches to the variables by
+            that order: a loaded model's variable paths may differ (a
+            nested model's trunk loses its outer name), its factors not."""
+            if self.built:
+                return
+            super().build(variables)
+            factors = [self._pattern_factor(v) for v in variables]
+            self.lr_factors = self.add_variable(
+                shape=(len(factors),),
+                initializer=keras.initializers.Constant(factors),
+                dtype="float32",
+                name="lr_factors",
+            )
+
+        def _pattern_factor(self, variable):
             path = _path(variable)
             for pattern, factor in self._patterns:
                 if pattern.search(path):
                     return factor
             return 1.0
 
+        def lr_multiplier(self, variable):
+            """The factor of `variable`: once built, the one stored for it
+            in `lr_factors` (the one in use); before, that of the first
+            pattern that matches its `path` (`re.search`), else 1."""
+            if self.lr_factors is None:
+                return self._pattern_factor(variable)
+            index = self._get_variable_index(variable)
+            return float(keras.ops.convert_to_numpy(self.lr_factors[index]))
+
         def update_step(self, gradient, variable, learning_rate):
-            factor = self.lr_multiplier(variable)
-            if factor != 1.0:
-                learning_rate = learning_rate * factor
+            factor = self.lr_factors[self._get_variable_index(variable)]
+            learning_rate = learning_rate * keras.ops.cast(
+                factor, keras.backend.standardize_dtype(learning_rate.dtype)
+            )
             return super().update_step(gradient, variable, learning_rate)
 
         def get_config(self):
@@ -89,6 +119,7 @@ def _multiplied_class(base):
         package="keras_stn", name=name
     )(Multiplied)
     _CLASSES[base] = registered
+    _BASES[registered] = base
     return registered
 
 
@@ -104,8 +135,11 @@ def _path(variable):
 def _public_class(optimizer):
     """The public Keras class of `optimizer` (on the PyTorch backend Keras
     swaps some optimizers for fused versions that do not call
-    `update_step`; their public class does)."""
+    `update_step`; their public class does), and that of a multiplied
+    optimizer (its multipliers are replaced, never compounded)."""
     cls = type(optimizer)
+    if cls in _BASES:
+        return _BASES[cls]
     public = getattr(keras.optimizers, cls.__name__, None)
     if isinstance(public, type) and isinstance(optimizer, public):
         return public
@@ -126,6 +160,17 @@ def with_lr_multipliers(optimizer, multipliers):
     registered Keras class (`keras_stn>Multiplied<Name>`), so a compiled
     model with it saves and loads.
 
+    The patterns are matched once, when the optimizer is built (its first
+    step, or `optimizer.build(variables)`); the factors found are kept in
+    the optimizer variable `lr_factors` and saved and loaded with its
+    state, so a model loaded from a `.keras` file (whose variable paths may
+    differ from the original's) goes on with the same factors.
+
+    An optimizer that already has multipliers gets `multipliers` instead
+    of its own: wrapping again replaces them, never multiplies them. A
+    `keras.optimizers.LossScaleOptimizer` (mixed precision) is rebuilt
+    around a multiplied copy of its inner optimizer, with its own settings.
+
     Args:
         optimizer: a Keras optimizer instance (not yet used for training).
         multipliers: dict `{regex: factor}`, factors finite and > 0, e.g.
@@ -143,6 +188,8 @@ def with_lr_multipliers(optimizer, multipliers):
     ... )
     >>> type(optimizer).__name__
     'MultipliedAdam'
+    >>> type(with_lr_multipliers(optimizer, {"^head/": 0.5})).__name__
+    'MultipliedAdam'
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise ValueError(
@@ -150,6 +197,14 @@ def with_lr_multipliers(optimizer, multipliers):
             f"Received: optimizer={optimizer!r}"
         )
     multipliers = _check_multipliers(multipliers)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # Its `apply` hands the unscaled gradients to the inner optimizer,
+        # whose `update_step` is the one that runs.
+        config = optimizer.get_config()
+        config["inner_optimizer"] = keras.saving.serialize_keras_object(
+            with_lr_multipliers(optimizer.inner_optimizer, multipliers)
+        )
+        return type(optimizer).from_config(config)
     config = optimizer.get_config()
     config.pop("multipliers", None)
     cls = _multiplied_class(_public_class(optimizer))

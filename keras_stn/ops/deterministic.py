@@ -10,11 +10,11 @@ from keras import ops
 
 from keras_stn.ops import backend
 
-# Each update becomes an integer of up to this many bits less log2 of the
-# number of updates its row receives, so that no row's sum can overflow
-# (one bit to spare for rounding): int32 words for float32 and narrower,
-# int64 for float64.
-_WORD_BITS = {"int32": 30, "int64": 62}
+# Each update is split into `words` integers (`_split_words`) of up to
+# `bits` bits less log2 of the number of updates its row receives, so that
+# no word's row sum can overflow (one bit to spare for the carries): three
+# int32 words for float32 and narrower, two int64 words for float64.
+_WORD_BITS = {"int32": (30, 3), "int64": (62, 2)}
 
 
 def deterministic_segment_sum(updates, indices, num_rows):
@@ -22,15 +22,20 @@ def deterministic_segment_sum(updates, indices, num_rows):
 
     Float atomics add in an order that varies between calls on GPUs, and
     float addition is not associative. Integer addition is: each update is
-    scaled by a power of two, rounded to an integer, the integers are
-    summed, and the sums are scaled back. Per row, the scale puts the row's
-    largest `|update|` (over its columns) at `2**(b - 1)` with `b = 30 -
-    ceil(log2 n)` (int32; 62 and int64 for float64 updates), `n` the
-    number of updates the row receives, so that no sum overflows. Each
-    update is then rounded by less than `2**(1 - b)` times the row's
-    largest update, about float32's own rounding of a sum holding that
-    update while a row receives up to 64 updates (`b >= 24`): the result
-    equals the float sum up to float rounding. A row that receives a NaN
+    scaled by a power of two and split into integer words (its leading
+    bits, the next ones, ...), each word is summed over the row, and the
+    sums are carried and scaled back, so no order of the updates changes a
+    bit of the result. Per row, the scale puts the row's largest
+    `|update|` (over its columns) at `2**(b - 1)` with `b = 30 -
+    ceil(log2 n)`, `n` the number of updates the row receives, so that no
+    word's sum overflows; three int32 words keep `3 b` bits below the
+    largest update (float64: two int64 words of `b = 62 - ceil(log2 n)`
+    bits). Each update is then rounded by at most `2**(1 - 3 b)` times the
+    row's largest, and the whole sum by `n` times that: at most half an ulp
+    of the largest update while a row receives up to 65536 updates
+    (`n * 2**(1 - 3 b) <= 2**-25`), however small the other updates are
+    (float64: `n * 2**(1 - 2 b) <= 2**-75`). The integer sum is rounded to
+    the dtype once (within an ulp). A row that receives a NaN
     or an infinite update is NaN. Differentiable w.r.t. `updates` (the
     transpose is a gather).
 
@@ -59,8 +64,12 @@ def deterministic_segment_sum(updates, indices, num_rows):
 def _integer_sum(updates, indices, num_rows):
     """The exact integer sum of `deterministic_segment_sum`."""
     dtype = keras.backend.standardize_dtype(updates.dtype)
+    # float16 and bfloat16 are scaled in float32: their range ends below
+    # the words' 2**29.
+    compute = "float64" if dtype == "float64" else "float32"
     word = "int64" if dtype == "float64" else "int32"
-    updates = ops.stop_gradient(updates)
+    word_bits, num_words = _WORD_BITS[word]
+    updates = ops.cast(ops.stop_gradient(updates), compute)
     counts = backend.scatter_add_rows(ops.ones_like(indices), indices, num_rows)
     largest = ops.segment_max(
         ops.max(ops.abs(updates), axis=-1), indices, num_segments=num_rows
@@ -69,27 +78,102 @@ def _integer_sum(updates, indices, num_rows):
     # get a count of 1 and a largest update of 0, which keeps them zero.
     finite = ops.logical_or(counts == 0, ops.isfinite(largest))
     largest = ops.where(ops.logical_and(counts > 0, finite), largest, 0.0)
-    counts = ops.cast(ops.maximum(counts, 1), dtype)
-    bits = _WORD_BITS[word] - ops.ceil(ops.log2(counts))
+    counts = ops.cast(ops.maximum(counts, 1), compute)
+    bits = word_bits - ops.ceil(ops.log2(counts))
     exponent = ops.where(
         largest > 0, ops.ceil(ops.log2(ops.maximum(largest, 2e-38))), 0.0
     )
     # The scale 2**(b - 1 - exponent) as two factors, each within
-    # float32's range whatever the largest update's exponent.
+    # float32's range whatever the largest update's exponent, and the
+    # words' radix 2**b.
     shift = bits - 1.0 - exponent
     half = backend.floor(shift / 2.0)
-    row_scales = ops.stack(
-        [ops.power(2.0, half), ops.power(2.0, shift - half)], axis=-1
+    row_factors = ops.stack(
+        [
+            ops.power(2.0, half),
+            ops.power(2.0, shift - half),
+            ops.power(2.0, bits),
+        ],
+        axis=-1,
     )
-    scale_a, scale_b = ops.unstack(
-        ops.take(row_scales, indices, axis=0)[..., None], 2, axis=1
+    scale_a, scale_b, radix = ops.unstack(
+        ops.take(row_factors, indices, axis=0)[..., None], 3, axis=1
     )
     scaled = ops.where(ops.isfinite(updates), updates, 0.0) * scale_a * scale_b
-    # `floor` keeps float64 (Keras' round computes it in float32 on JAX
-    # and PyTorch).
+    words = _split_words(scaled, radix, num_words, word)
+    # One scatter of all words (M, K * D): one pass over the indices.
     sums = backend.scatter_add_rows(
-        ops.cast(backend.floor(scaled + 0.5), word), indices, num_rows
+        ops.reshape(ops.stack(words, axis=1), (ops.shape(words[0])[0], -1)),
+        indices,
+        num_rows,
     )
-    scale_a, scale_b = ops.unstack(row_scales[..., None], 2, axis=1)
-    total = ops.cast(sums, dtype) / scale_a / scale_b
+    sums = ops.reshape(sums, (-1, num_words, ops.shape(updates)[-1]))
+    scale_a, scale_b, radix = ops.unstack(row_factors[..., None], 3, axis=1)
+    total = _combine_words(
+        [sums[:, k] for k in range(num_words)], radix, word, compute
+    )
+    total = ops.cast(total / scale_a / scale_b, dtype)
     return ops.where(finite[:, None], total, float("nan"))
+
+
+def _split_words(scaled, radix, num_words, word):
+    """`num_words` integer words whose sum `w_0 + w_1 / radix + w_2 /
+    radix**2 + ...` is `scaled` rounded at its last word.
+
+    Every step is exact in floating point: `floor` of a float is a float,
+    its fraction `scaled - floor(scaled)` is exactly representable, and
+    multiplying by the power of two `radix` is exact. `w_0` is
+    `floor(scaled)` (`|w_0| <= radix / 2`), the middle words lie in
+    `[0, radix)` and the last, rounded half up, in `[0, radix]`.
+
+    Args:
+        scaled: float tensor `(M, D)`, `|scaled| <= radix / 2`.
+        radix: float tensor `(M, 1)`, a power of two.
+        num_words: int >= 1.
+        word: `"int32"` or `"int64"`.
+    Returns:
+        A list of `num_words` tensors `(M, D)` of dtype `word`.
+    """
+    words = []
+    for k in range(num_words):
+        whole = backend.floor(scaled)
+        fraction = scaled - whole
+        if k == num_words - 1:
+            whole = whole + ops.cast(fraction >= 0.5, whole.dtype)
+        words.append(ops.cast(whole, word))
+        scaled = fraction * radix
+    return words
+
+
+def _combine_words(sums, radix, word, compute):
+    """`sums[0] + sums[1] / radix + ...` rounded once to `compute`.
+
+    The carries are propagated in integers (each lower sum into `[0,
+    radix)`), the leading sum is rounded to a float and its rounding error,
+    an exact integer, is added to the lower words' fraction before the
+    one addition that rounds the result.
+
+    Args:
+        sums: list of integer tensors `(R, D)`: the row sums of the words.
+        radix: float tensor `(R, 1)`, a power of two (`2**b`).
+        word: the integer dtype of `sums`.
+        compute: the float dtype of the result.
+    Returns:
+        Float tensor `(R, D)` of dtype `compute`.
+    """
+    integer_radix = ops.cast(radix, word)
+    sums = list(sums)
+    carry = None
+    for k in range(len(sums) - 1, 0, -1):
+        if carry is not None:
+            sums[k] = sums[k] + carry
+        carry = ops.floor_divide(sums[k], integer_radix)
+        sums[k] = sums[k] - carry * integer_radix
+    if carry is not None:
+        sums[0] = sums[0] + carry
+    fraction = ops.zeros_like(ops.cast(sums[0], compute))
+    for k in range(len(sums) - 1, 0, -1):
+        fraction = (fraction + ops.cast(sums[k], compute)) / radix
+    head = ops.cast(sums[0], compute)
+    error = ops.cast(sums[0] - ops.cast(head, word), compute)
+    return head + (error + fraction)

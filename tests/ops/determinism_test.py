@@ -61,20 +61,113 @@ def test_integer_sum_equals_the_exact_sum(dtype):
         )
     )
     expected = _numpy_sum(updates, indices, 300)
-    # Each update is rounded by less than 2**(1 - b) of its row's largest,
-    # with b = 30 - ceil(log2 n) for float32 (62 - ... for float64), n the
-    # row's updates (12 for the row of 4096 in float32, >= 24 for the others);
-    # the sum is then rounded to the dtype.
+    # Each update is rounded by at most 2**(1 - K b) of its row's largest,
+    # with b = 30 - ceil(log2 n) and K = 3 words for float32 (62 - ... and
+    # K = 2 for float64), n the row's updates (12 for the row of 4096 in
+    # float32); the integer sum is then rounded to the dtype (an ulp).
     counts = np.bincount(indices, minlength=300)[:, None]
-    word_bits = {"float32": 30, "float64": 62}[dtype]
+    word_bits, words = {"float32": (30, 3), "float64": (62, 2)}[dtype]
     bits = word_bits - np.ceil(np.log2(np.maximum(counts, 1)))
     row_largest = np.zeros((300, 1))
     np.maximum.at(row_largest, indices, np.abs(updates).max(1, keepdims=True))
-    atol = counts * row_largest * 2.0 ** (1 - bits)
-    # The integer sum is rounded to the dtype: one ulp.
-    rtol = {"float32": 2.0**-23, "float64": 2.0**-52}[dtype]
-    assert np.all(np.abs(actual - expected) <= atol + rtol * np.abs(expected))
+    atol = counts * row_largest * 2.0 ** (1 - words * bits)
+    ulp = np.spacing(np.abs(expected).astype(dtype)).astype("float64")
+    assert np.all(np.abs(actual - expected) <= atol + ulp)
     assert not np.any(actual[np.bincount(indices, minlength=300) == 0])
+
+
+# One update a million (float64: 1e15) times the others on a row of 4097:
+# a single word per update kept 17 bits below the largest and dropped them.
+DOMINANT = {"float32": 1e6, "float64": 1e15}
+
+
+def _segment_sum(updates, indices, num_rows):
+    return test_case.to_numpy(
+        deterministic.deterministic_segment_sum(
+            ops.convert_to_tensor(updates),
+            ops.convert_to_tensor(np.asarray(indices, "int32")),
+            num_rows,
+        )
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_one_dominating_update_is_summed_exactly(dtype, sign):
+    big = sign * DOMINANT[dtype]
+    # 4096 ones and the big one: an exact sum the dtype holds.
+    ones = np.concatenate([np.ones(4096), [big]]).astype(dtype)[:, None]
+    actual = _segment_sum(ones, np.zeros(4097), 2)
+    assert actual[0, 0] == math.fsum(ones[:, 0]) == big + 4096.0
+    assert actual[1, 0] == 0.0
+    # Full-mantissa values in (-1, 1) around it, the big one anywhere,
+    # next to a row of small values alone: rounded once from the exact
+    # sum (math.fsum of the float values), within an ulp.
+    gen = test_case.rng(11)
+    updates = gen.uniform(-1.0, 1.0, (6000, 2)).astype(dtype)
+    indices = gen.permutation(
+        np.concatenate([np.zeros(4097), np.ones(6000 - 4097)])
+    ).astype("int32")
+    on_row = np.where(indices == 0)[0]
+    updates[on_row[100], 0] = updates[on_row[3000], 1] = big
+    actual = _segment_sum(updates, indices, 2)
+    expected = _numpy_sum(updates, indices, 2)
+    ulp = np.spacing(np.abs(expected).astype(dtype)).astype("float64")
+    assert np.all(np.abs(actual - expected) <= ulp), (actual - expected, ulp)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_integer_sum_is_the_same_bits_in_any_update_order(dtype):
+    gen = test_case.rng(12)
+    updates = gen.normal(size=(5000, 3))
+    updates *= np.exp(gen.normal(size=(5000, 1)) * 4)
+    updates[7, 0] = DOMINANT[dtype]
+    updates = updates.astype(dtype)
+    indices = gen.integers(0, 40, 5000)
+    indices[:3000] = 5
+    first = _segment_sum(updates, indices, 40)
+    for seed in range(3):
+        order = test_case.rng(seed).permutation(5000)
+        again = _segment_sum(updates[order], indices[order], 40)
+        np.testing.assert_array_equal(again.view("uint8"), first.view("uint8"))
+
+
+def test_heavy_zoom_image_gradient_is_rounded_once():
+    """A 0.05 zoom of 32x32 images onto 256x256 points: each of the few
+    pixels read receives about 12,000 updates. The points lie on a 1/64
+    pixel lattice and the upstream values are 11-bit integers, so that
+    every update (upstream times two bilinear weights) is exact in
+    float32 and the float64 gradient is the exact sum: the deterministic
+    float32 gradient is within an ulp of it (float atomics: hundreds)."""
+    gen = test_case.rng(13)
+    # Three channels: one channel reads a table of pixel corners, whose
+    # gradient adds four float sums per pixel after the exact ones.
+    images = gen.random((2, 32, 32, 3)).astype("float32")
+    theta = np.array(
+        [[0.05, 0.0, 0.0, 0.0, 0.05, 0.0], [0.05, 0.0, 0.5, 0.0, 0.05, 0.3]],
+        "float32",
+    )
+    grid = test_case.to_numpy(stn_ops.affine_grid(theta, (256, 256)))
+    # Normalised by 16 (half of 32) onto pixel units: 2**-10 is 1/64 pixel.
+    grid = np.round(grid.astype("float64") * 2**10) / 2**10
+    upstream = gen.integers(-2047, 2048, (2, 256, 256, 3)).astype("float64")
+
+    def image_gradient(dtype, deterministic):
+        return test_case.gradients(
+            lambda i: stn_ops.bilinear_sample(
+                i, grid.astype(dtype), deterministic=deterministic
+            ),
+            images.astype(dtype),
+            upstream=upstream.astype(dtype),
+        )[1][0]
+
+    expected = image_gradient("float64", False)
+    actual = image_gradient("float32", True)
+    assert np.count_nonzero(expected) >= 2 * 9 * 3
+    ulp = np.spacing(np.abs(expected).astype("float32")).astype("float64")
+    assert np.all(np.abs(actual - expected) <= ulp), np.max(
+        np.abs(actual - expected) / ulp
+    )
 
 
 def test_integer_sum_poisons_only_rows_with_non_finite_updates():
