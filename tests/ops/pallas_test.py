@@ -286,3 +286,37 @@ def test_supports_and_mode():
         jax_pallas.set_mode("triton")
     with pytest.raises(ValueError, match="padding_mode"):
         jax_pallas.sample(images, np.zeros((1, 1, 1, 2)), "bilinear", "wrap")
+
+
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+def test_lowers_to_triton(padding_mode, monkeypatch):
+    """Both kernels lower to Triton for CUDA (from this CPU, with
+    `jax.export`): every primitive in them has a Triton lowering. (Compiling
+    and running them needs a GPU: benchmarks/gpu_session.sh.)"""
+    import jax
+    from jax import export
+
+    from keras_stn.ops.backend import jax_pallas
+
+    monkeypatch.setattr(jax_pallas, "_interpret", lambda: False)
+
+    def step(images, grid):
+        out, pull = jax.vjp(
+            _pallas(padding_mode, padding_mode == "reflection"), images, grid
+        )
+        return out, pull(out)
+
+    triton = "__gpu$xla.gpu.triton"
+    for dtype, channels in (("float32", 3), ("float64", 256)):
+        exported = export.export(
+            jax.jit(step),
+            platforms=["cuda"],
+            disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+        )(
+            jax.ShapeDtypeStruct((2, 9, 7, channels), dtype),
+            jax.ShapeDtypeStruct((2, 5, 6, 2), dtype),
+        )
+        text = exported.mlir_module()
+        # The forward and the backward kernel, each one Triton call.
+        assert text.count(f"@{triton}(") == 2, dtype
+        assert '"_forward_kernel"' in text and '"_backward_kernel"' in text

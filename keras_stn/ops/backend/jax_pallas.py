@@ -54,7 +54,8 @@ PADDING_MODES = ("zeros", "border", "reflection")
 # The most channels one program holds (a `(points, channels)` block of
 # about this many elements per program keeps a GPU's registers busy).
 _MAX_CHANNELS = 1024
-_BLOCK_ELEMENTS = 4096
+_BLOCK_ELEMENTS = 1024
+_NUM_WARPS = 4
 # Flat int32 offsets address the images, the grid and the output.
 _MAX_ELEMENTS = 2**31 - 1
 
@@ -175,6 +176,12 @@ def sample(
         )
     batch, height, width, channels = images.shape
     out_shape = (*grid.shape[:3], channels)
+    if _size(out_shape) > _MAX_ELEMENTS or _size(grid.shape) > _MAX_ELEMENTS:
+        raise ValueError(
+            f"The output must have at most {_MAX_ELEMENTS} elements (int32 "
+            f"offsets). Received: grid.shape={grid.shape}, channels="
+            f"{channels}"
+        )
     if _size(out_shape) == 0:
         return jnp.zeros(out_shape, images.dtype)
     config = _Config(
@@ -185,10 +192,15 @@ def sample(
         grid.shape[1] * grid.shape[2],
         padding_mode,
         bool(align_corners),
-        jax.default_backend() != "gpu",
+        _interpret(),
     )
     output = _sample(images.reshape(-1), grid.reshape(-1), config)
     return output.reshape(out_shape)
+
+
+def _interpret():
+    """Whether the kernels run in Pallas' interpret mode: off GPUs."""
+    return jax.default_backend() != "gpu"
 
 
 class _Config(tuple):
@@ -236,7 +248,7 @@ class _Config(tuple):
             # scatter: the clipped lanes of a ragged block would write
             # stale values over a real one. Blocks that divide the points.
             return max(b for b in (8, 4, 2, 1) if self.num_points % b == 0)
-        return max(16, _BLOCK_ELEMENTS // self.block_channels())
+        return max(8, _BLOCK_ELEMENTS // self.block_channels())
 
 
 # The point arithmetic -------------------------------------------------------
@@ -356,10 +368,14 @@ def _slopes(fx, fy):
 def _block(config, backward):
     """The program's points and channel lanes, and their masks."""
     block_points = config.block_points(backward)
-    points = pl.program_id(0) * block_points + jnp.arange(block_points)
+    # int32 throughout (under x64 `arange` would give int64 offsets): the
+    # flat offsets fit (`supports` checks `_MAX_ELEMENTS`).
+    points = pl.program_id(0) * block_points + jnp.arange(
+        block_points, dtype=jnp.int32
+    )
     point_ok = points < config.num_points
     points = jnp.minimum(points, config.num_points - 1)
-    lanes = jnp.arange(config.block_channels())
+    lanes = jnp.arange(config.block_channels(), dtype=jnp.int32)
     lane_ok = lanes < config.channels
     lanes = jnp.minimum(lanes, config.channels - 1)
     return points, point_ok, lanes, lane_ok
@@ -446,6 +462,13 @@ def _backward_kernel(
 
 def _call(kernel, config, out_shape, backward, **kwargs):
     blocks = pl.cdiv(config.num_points, config.block_points(backward))
+    if not config.interpret:
+        # Triton's parameters also pin the Triton lowering: JAX may lower
+        # a `pallas_call` without them with Mosaic GPU, which has no
+        # gathers or masked loads.
+        kwargs["compiler_params"] = plgpu.CompilerParams(
+            num_warps=_NUM_WARPS, num_stages=1
+        )
     return pl.pallas_call(
         functools.partial(kernel, config=config),
         out_shape=out_shape,
