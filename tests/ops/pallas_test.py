@@ -320,3 +320,35 @@ def test_lowers_to_triton(padding_mode, monkeypatch):
         # The forward and the backward kernel, each one Triton call.
         assert text.count(f"@{triton}(") == 2, dtype
         assert '"_forward_kernel"' in text and '"_backward_kernel"' in text
+
+
+def test_through_the_kernel_seam(monkeypatch):
+    """Registered as the JAX backend's native sampler, the kernel serves
+    `keras_stn.ops.bilinear_sample` (float16 computed in float32)."""
+    import jax
+
+    from keras_stn import config
+    from keras_stn import ops as stn_ops
+    from keras_stn.ops import backend
+
+    monkeypatch.setitem(
+        backend.NATIVE_SAMPLERS, "jax", "keras_stn.ops.backend.jax_pallas"
+    )
+    monkeypatch.setattr(config, "native_kernels", lambda: True)
+    images, grid, upstream = _case("float32", seed=5)
+
+    def sample(i, g):
+        return stn_ops.bilinear_sample(i, g, padding_mode="border")
+
+    assert "pallas_call" in str(jax.make_jaxpr(sample)(images, grid))
+    mine = _value_and_grads(sample, images, grid, upstream)
+    ref = _value_and_grads(_xla("border", False), images, grid, upstream)
+    for name, a, b in zip(("output", "d images", "d grid"), mine, ref):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-5, atol=ATOL["float32"] * 4, err_msg=name
+        )
+    half = jax.jit(sample)(images.astype("float16"), grid)
+    assert half.dtype == "float16"
+    np.testing.assert_allclose(
+        np.asarray(half, "float32"), mine[0], rtol=0, atol=2e-3
+    )
