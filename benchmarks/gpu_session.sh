@@ -70,7 +70,7 @@ if [ "$prepare" = 1 ]; then
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "keras==$keras_version" namex optree
   mkdir -p .gpu/mnist
-  cp "${MNIST_DIR:-../shared/data/mnist}"/*.gz .gpu/mnist/
+  cp -f "${MNIST_DIR:-../shared/data/mnist}"/*.gz .gpu/mnist/
   ls -l .whl .gpu/mnist
   for path in .whl .gpu; do
     git check-ignore -q "$path" || echo "add /$path/ to .git/info/exclude"
