@@ -1,7 +1,8 @@
 """The Pallas sampler (`keras_stn.ops.backend.jax_pallas`) in Pallas'
 interpret mode on the CPU, against the package's XLA path and hand-computed
 cases: values, both gradients, second derivatives, non-finite points, every
-padding and `align_corners`, under `jax.jit` and `jax.vjp(jax.jit(...))`.
+padding and `align_corners`, under `jax.jit` and `jax.vjp(jax.jit(...))`;
+volumes (trilinear) against the package's XLA path too.
 
 Interpret mode compiles each kernel slowly: shapes are tiny and each test
 compiles as few functions as it can (one jitted value-and-gradients each).
@@ -92,8 +93,13 @@ def _case(dtype, seed=0, channels=3, extent=1.4):
     return images, grid, upstream
 
 
-@pytest.mark.parametrize("align_corners", (False, True))
-@pytest.mark.parametrize("padding_mode", PADDINGS)
+# align_corners=True changes only the unnormalisation, which every padding
+# shares: checked here with reflection (whose axis it moves), and with
+# border in the hand-computed and volume cases (interpret mode is slow).
+@pytest.mark.parametrize(
+    "padding_mode, align_corners",
+    [(p, False) for p in PADDINGS] + [("reflection", True)],
+)
 def test_matches_xla_path(padding_mode, align_corners):
     images, grid, upstream = _case("float32")
     mine = _value_and_grads(
@@ -352,3 +358,51 @@ def test_through_the_kernel_seam(monkeypatch):
     np.testing.assert_allclose(
         np.asarray(half, "float32"), mine[0], rtol=0, atol=2e-3
     )
+
+
+@pytest.mark.parametrize(
+    "padding_mode, align_corners",
+    (("border", True), ("reflection", False)),
+)
+def test_volumes_match_xla_path(padding_mode, align_corners):
+    rng = np.random.default_rng(6)
+    volumes = rng.normal(size=(1, 3, 4, 5, 2))
+    grid = rng.uniform(-1.3, 1.3, size=(1, 2, 3, 2, 3))
+    grid[0, 0, 0, 0] = (np.nan, 0.0, 0.1)
+    grid[0, 0, 0, 1] = (0.2, np.inf, 0.1)
+    upstream = rng.normal(size=(1, 2, 3, 2, 2))
+    mine = _value_and_grads(
+        _pallas(padding_mode, align_corners), volumes, grid, upstream
+    )
+    ref = _value_and_grads(
+        _xla(padding_mode, align_corners), volumes, grid, upstream
+    )
+    for name, a, b in zip(("output", "d volumes", "d grid"), mine, ref):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-12, atol=ATOL["float64"], err_msg=name
+        )
+    assert np.isfinite(mine[2]).all()
+
+
+def test_volumes_lower_to_triton(monkeypatch):
+    import jax
+    from jax import export
+
+    from keras_stn.ops.backend import jax_pallas
+
+    monkeypatch.setattr(jax_pallas, "_interpret", lambda: False)
+
+    def step(volumes, grid):
+        out, pull = jax.vjp(_pallas("reflection", False), volumes, grid)
+        return out, pull(out)
+
+    triton = "__gpu$xla.gpu.triton"
+    exported = export.export(
+        jax.jit(step),
+        platforms=["cuda"],
+        disabled_checks=[export.DisabledSafetyCheck.custom_call(triton)],
+    )(
+        jax.ShapeDtypeStruct((2, 4, 9, 7, 3), "float32"),
+        jax.ShapeDtypeStruct((2, 3, 5, 6, 3), "float32"),
+    )
+    assert exported.mlir_module().count(f"@{triton}(") == 2

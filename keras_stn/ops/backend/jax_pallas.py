@@ -1,16 +1,20 @@
-"""A Pallas kernel for bilinear sampling under JAX: the native sampler of
-the JAX backend on GPUs (Triton lowering), run in interpret mode on CPUs.
+"""A Pallas kernel for bilinear (and trilinear) sampling under JAX: the
+native sampler of the JAX backend on GPUs (Triton lowering), run in
+interpret mode on CPUs.
 
 Convention (PyTorch's `grid_sample(mode="bilinear")`): images channels-last
-`(B, H, W, C)`; a grid `(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`;
-`padding_mode` and `align_corners` as in PyTorch.
+`(B, H, W, C)`; a grid `(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`
+(volumes `(B, D, H, W, C)`, grids `(B, D_out, H_out, W_out, 3)` of `(x, y,
+z)`); `padding_mode` and `align_corners` as in PyTorch.
 
 Design:
-- The forward pass is one kernel: each program takes a block of points and
-  every channel, computes the four taps' indices and weights once per point
-  and reads each tap as a `(points, channels)` gather.
+- One kernel serves N = 2 or 3 spatial axes (`2^N` taps, the way
+  `jax.scipy.ndimage.map_coordinates` writes them). The forward pass: each
+  program takes a block of points and every channel, computes the taps'
+  indices and weights once per point and reads each tap as a `(points,
+  channels)` gather.
 - The backward pass is one kernel too: per point it reads the upstream
-  gradient and the four taps once and writes both gradients. The grid's
+  gradient and the taps once and writes both gradients. The grid's
   gradient is a per-point reduction over channels (no conflicts). The
   images' gradient is a scatter-add, done with float atomics
   (`plgpu.atomic_add`): a gather-based transpose needs, per input pixel,
@@ -41,6 +45,7 @@ primitives that Triton lowers (`floor`, `rem`, selects).
 """
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -66,10 +71,10 @@ def set_mode(mode):
     """Chooses when the JAX backend samples with the Pallas kernel.
 
     Args:
-        mode: str, `"auto"` (the default: on GPUs, for 2-D bilinear
-            sampling without `deterministic`), `"pallas"` (wherever it
-            applies, in interpret mode on CPUs: for tests) or `"xla"`
-            (never).
+        mode: str, `"auto"` (the default: on GPUs, for bilinear and
+            trilinear sampling without `deterministic`), `"pallas"`
+            (wherever it applies, in interpret mode on CPUs: for tests) or
+            `"xla"` (never).
     Raises:
         ValueError: if `mode` is not one of `MODES`.
     """
@@ -91,11 +96,13 @@ def supports(
     """Whether `sample` serves this call.
 
     Args:
-        kernel: str, the sampler's kernel (only `"bilinear"` is served).
-        num_axes: int, the number of spatial axes (only 2).
+        kernel: str, the sampler's kernel (only `"bilinear"` is served:
+            trilinear on volumes).
+        num_axes: int, the number of spatial axes (2 or 3).
         padding_mode: str.
         align_corners: bool (every value is served).
-        images: the images `(B, H, W, C)` (their dtype and size decide).
+        images: the images `(B, H, W, C)` or volumes `(B, D, H, W, C)`
+            (their dtype and size decide).
         deterministic: bool, whether the images' gradient must be bitwise
             reproducible (not with GPU atomics).
     Returns:
@@ -103,12 +110,12 @@ def supports(
     """
     del align_corners
     chosen = mode()
-    if chosen == "xla" or kernel != "bilinear" or num_axes != 2:
+    if chosen == "xla" or kernel != "bilinear" or num_axes not in (2, 3):
         return False
     if padding_mode not in PADDING_MODES:
         return False
     shape = tuple(images.shape)
-    if len(shape) != 4 or any(not isinstance(s, int) for s in shape):
+    if len(shape) != num_axes + 2 or any(not isinstance(s, int) for s in shape):
         return False
     if str(images.dtype) not in ("float32", "float64"):
         return False
@@ -130,7 +137,8 @@ def _size(shape):
 def sample(
     images, grid, kernel="bilinear", padding_mode="zeros", align_corners=False
 ):
-    """Bilinear sampling of `images` at `grid` with the Pallas kernels.
+    """Bilinear (trilinear) sampling of `images` at `grid` with the Pallas
+    kernels.
 
     Values and both gradients are those of `keras_stn.ops.bilinear_sample`
     (PyTorch's `grid_sample`): non-finite points (NaN; inf except under
@@ -138,16 +146,20 @@ def sample(
     an infinite point reads the border with a zero derivative along its
     axis; a point further than one pixel outside reads exactly zero, even
     next to a non-finite edge pixel.
-    Convention: grid is `(x, y)` in `[-1, 1]`, channels-last.
+    Convention: grid is `(x, y)` (volumes: `(x, y, z)`) in `[-1, 1]`,
+    channels-last.
 
     Args:
-        images: float32 or float64 array `(B, H, W, C)`.
-        grid: float array `(B, H_out, W_out, 2)`.
-        kernel: str, `"bilinear"`.
+        images: float32 or float64 array `(B, H, W, C)`, or volumes
+            `(B, D, H, W, C)`.
+        grid: float array `(B, H_out, W_out, 2)`, or `(B, D_out, H_out,
+            W_out, 3)`.
+        kernel: str, `"bilinear"` (trilinear for volumes).
         padding_mode: str, `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool.
     Returns:
-        Array `(B, H_out, W_out, C)` with the dtype of `images`.
+        Array `(B, H_out, W_out, C)` (`(B, D_out, H_out, W_out, C)`) with
+        the dtype of `images`.
     Raises:
         ValueError: on another kernel or padding mode, or shapes that do
             not fit.
@@ -163,19 +175,21 @@ def sample(
         )
     images = jnp.asarray(images)
     grid = jnp.asarray(grid, images.dtype)
-    if images.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:
+    num_axes = images.ndim - 2
+    if (
+        num_axes not in (2, 3)
+        or grid.ndim != images.ndim
+        or grid.shape[-1] != num_axes
+        or grid.shape[0] != images.shape[0]
+    ):
         raise ValueError(
-            "`images` must be (B, H, W, C) and `grid` (B, H_out, W_out, 2) "
+            "`images` must be (B, H, W, C) with `grid` (B, H_out, W_out, 2), "
+            "or (B, D, H, W, C) with `grid` (B, D_out, H_out, W_out, 3), "
             f"with the same B. Received: images.shape={images.shape}, "
             f"grid.shape={grid.shape}"
         )
-    if grid.shape[0] != images.shape[0]:
-        raise ValueError(
-            "`images` and `grid` must have the same batch size. Received: "
-            f"images.shape={images.shape}, grid.shape={grid.shape}"
-        )
-    batch, height, width, channels = images.shape
-    out_shape = (*grid.shape[:3], channels)
+    channels = images.shape[-1]
+    out_shape = (*grid.shape[:-1], channels)
     if _size(out_shape) > _MAX_ELEMENTS or _size(grid.shape) > _MAX_ELEMENTS:
         raise ValueError(
             f"The output must have at most {_MAX_ELEMENTS} elements (int32 "
@@ -185,11 +199,10 @@ def sample(
     if _size(out_shape) == 0:
         return jnp.zeros(out_shape, images.dtype)
     config = _Config(
-        batch,
-        height,
-        width,
+        images.shape[0],
+        tuple(reversed(images.shape[1:-1])),  # (W, H) or (W, H, D)
         channels,
-        grid.shape[1] * grid.shape[2],
+        _size(grid.shape[1:-1]),
         padding_mode,
         bool(align_corners),
         _interpret(),
@@ -205,13 +218,13 @@ def _interpret():
 
 class _Config(tuple):
     """The static description of one sampling call (hashable, so that it
-    can be a `nondiff_argnums` argument)."""
+    can be a `nondiff_argnums` argument). `sizes` are the spatial sizes in
+    the grid's coordinate order: `(W, H)` or `(W, H, D)`."""
 
     __slots__ = ()
     _fields = (
         "batch",
-        "height",
-        "width",
+        "sizes",
         "channels",
         "points_per_image",
         "padding_mode",
@@ -229,8 +242,21 @@ class _Config(tuple):
             raise AttributeError(name) from None
 
     @property
+    def num_axes(self):
+        return len(self.sizes)
+
+    @property
     def num_points(self):
         return self.batch * self.points_per_image
+
+    def strides(self):
+        """Pixels between neighbours along each grid axis (x: 1, y: W,
+        z: W * H)."""
+        strides, stride = [], 1
+        for size in self.sizes:
+            strides.append(stride)
+            stride *= size
+        return strides
 
     def block_channels(self):
         # Triton's blocks have power-of-two shapes (the spare lanes are
@@ -313,53 +339,69 @@ def _axis_math(coord, size, valid, padding_mode, align_corners):
     return low, frac, slope, inside
 
 
-def _point_math(gx, gy, height, width, padding_mode, align_corners):
-    """The four taps of each point: in the kernels on a block of points,
+def _point_math(coords, sizes, padding_mode, align_corners):
+    """The `2^N` taps of each point: in the kernels on a block of points,
     in `_reference_sample` on whole arrays.
 
     Args:
-        gx, gy: float arrays of one shape, the normalised coordinates.
-        height, width: Python ints.
+        coords: N float arrays of one shape, the normalised coordinates in
+            the grid's order (`x`, `y`[, `z`]).
+        sizes: N Python ints, the spatial sizes in the same order.
     Returns:
-        `(taps, fx, fy, dx, dy)`: `taps` a list of four `(row, col,
-        weight, active)` for nw, ne, sw, se (int32 indices clipped into
-        the image, the bilinear weight, and whether the tap is read at
-        all: a valid point within one pixel of the image and a tap inside
-        it); `fx`, `fy` the fractional parts; `dx`, `dy` d index / d
-        coordinate.
+        `(taps, fracs, slopes)`: `taps` a list of `(indices, weight,
+        active, signs)`, per tap (offsets 0 or 1 along each axis, x
+        fastest) the int32 indices clipped into the image, the weight, and
+        whether the tap is read at all (a valid point within one pixel of
+        the image and a tap inside it), and the offsets as signs -1 / +1;
+        `fracs` the fractional parts and `slopes` d index / d coordinate,
+        per axis.
     """
     if padding_mode == "border":
-        valid = jnp.logical_not(jnp.logical_or(jnp.isnan(gx), jnp.isnan(gy)))
+        nan = jnp.isnan(coords[0])
+        for coord in coords[1:]:
+            nan = jnp.logical_or(nan, jnp.isnan(coord))
+        valid = jnp.logical_not(nan)
     else:
-        valid = jnp.logical_and(jnp.isfinite(gx), jnp.isfinite(gy))
-    x0, fx, dx, x_in = _axis_math(gx, width, valid, padding_mode, align_corners)
-    y0, fy, dy, y_in = _axis_math(
-        gy, height, valid, padding_mode, align_corners
-    )
-    near = jnp.logical_and(valid, jnp.logical_and(x_in, y_in))
-    col0 = x0.astype(jnp.int32)
-    row0 = y0.astype(jnp.int32)
+        valid = jnp.isfinite(coords[0])
+        for coord in coords[1:]:
+            valid = jnp.logical_and(valid, jnp.isfinite(coord))
+    lows, fracs, slopes = [], [], []
+    near = valid
+    for coord, size in zip(coords, sizes):
+        low, frac, slope, inside = _axis_math(
+            coord, size, valid, padding_mode, align_corners
+        )
+        lows.append(low.astype(jnp.int32))
+        fracs.append(frac)
+        slopes.append(slope)
+        near = jnp.logical_and(near, inside)
     taps = []
-    for drow, dcol, weight in (
-        (0, 0, (1.0 - fx) * (1.0 - fy)),
-        (0, 1, fx * (1.0 - fy)),
-        (1, 0, (1.0 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        row, col = row0 + drow, col0 + dcol
-        active = near & (row >= 0) & (row < height) & (col >= 0) & (col < width)
-        row = jnp.minimum(jnp.maximum(row, 0), height - 1)
-        col = jnp.minimum(jnp.maximum(col, 0), width - 1)
-        taps.append((row, col, weight, active))
-    return taps, fx, fy, dx, dy
+    for offsets in itertools.product((0, 1), repeat=len(coords)):
+        offsets = offsets[::-1]  # x fastest: nw, ne, sw, se in 2-D
+        indices, weight, active = [], None, near
+        for low, frac, size, offset in zip(lows, fracs, sizes, offsets):
+            index = low + offset
+            factor = frac if offset else 1.0 - frac
+            weight = factor if weight is None else weight * factor
+            active = active & (index >= 0) & (index < size)
+            indices.append(jnp.minimum(jnp.maximum(index, 0), size - 1))
+        signs = tuple(1.0 if offset else -1.0 for offset in offsets)
+        taps.append((indices, weight, active, signs))
+    return taps, fracs, slopes
 
 
-# d weight / d fx and d weight / d fy of the taps nw, ne, sw, se.
-def _slopes(fx, fy):
-    return (
-        (fy - 1.0, 1.0 - fy, -fy, fy),
-        (fx - 1.0, -fx, 1.0 - fx, fx),
-    )
+def _weight_slope(fracs, signs, axis):
+    """d weight / d frac along `axis` of the tap with `signs`: the other
+    axes' factors, times +1 (upper tap) or -1 (lower tap)."""
+    slope = None
+    for other, (frac, sign) in enumerate(zip(fracs, signs)):
+        if other == axis:
+            continue
+        factor = frac if sign > 0 else 1.0 - frac
+        slope = factor if slope is None else slope * factor
+    if slope is None:  # one axis
+        return signs[axis]
+    return slope if signs[axis] > 0 else -slope
 
 
 # The kernels ----------------------------------------------------------------
@@ -382,29 +424,28 @@ def _block(config, backward):
 
 
 def _load_points(grid_ref, points, config):
-    gx = grid_ref[2 * points]
-    gy = grid_ref[2 * points + 1]
-    taps, fx, fy, dx, dy = _point_math(
-        gx,
-        gy,
-        config.height,
-        config.width,
-        config.padding_mode,
-        config.align_corners,
+    """The taps of a block of points, with each tap's flat offset."""
+    n = config.num_axes
+    coords = [grid_ref[n * points + axis] for axis in range(n)]
+    taps, fracs, slopes = _point_math(
+        coords, config.sizes, config.padding_mode, config.align_corners
     )
+    pixels = _size(config.sizes)
     image = points // config.points_per_image
-    offsets = [
-        ((image * config.height + row) * config.width + col) * config.channels
-        for row, col, _, _ in taps
-    ]
-    return taps, offsets, fx, fy, dx, dy
+    offsets = []
+    for indices, _, _, _ in taps:
+        pixel = image * pixels
+        for index, stride in zip(indices, config.strides()):
+            pixel = pixel + index * stride
+        offsets.append(pixel * config.channels)
+    return taps, offsets, fracs, slopes
 
 
 def _forward_kernel(images_ref, grid_ref, out_ref, *, config):
     points, point_ok, lanes, lane_ok = _block(config, backward=False)
-    taps, offsets, _, _, _, _ = _load_points(grid_ref, points, config)
+    taps, offsets, _, _ = _load_points(grid_ref, points, config)
     total = jnp.zeros((points.shape[0], lanes.shape[0]), out_ref.dtype)
-    for (_, _, weight, active), offset in zip(taps, offsets):
+    for (_, weight, active, _), offset in zip(taps, offsets):
         values = images_ref[offset[:, None] + lanes[None, :]]
         # A select, not a product: a tap that is not read must not carry
         # an inf or NaN pixel into the sum through a zero weight.
@@ -422,31 +463,29 @@ def _forward_kernel(images_ref, grid_ref, out_ref, *, config):
 def _backward_kernel(
     images_ref, grid_ref, upstream_ref, _, d_grid_ref, d_images_ref, *, config
 ):
-    """d images += upstream * weight at each read tap (atomics); d grid =
-    sum over taps and channels of tap * upstream * d weight / d (fx, fy),
-    times d index / d coordinate (twin: `sampling._bilinear_sample_grad`).
-    """
+    """d images += upstream * weight at each read tap (atomics); d grid,
+    per axis, = sum over taps and channels of tap * upstream * d weight /
+    d frac, times d index / d coordinate (twin: `sampling`'s
+    `_bilinear_sample_grad`)."""
     del _  # the zeros that `d_images_ref` aliases
     points, point_ok, lanes, lane_ok = _block(config, backward=True)
-    taps, offsets, fx, fy, dx, dy = _load_points(grid_ref, points, config)
+    taps, offsets, fracs, slopes = _load_points(grid_ref, points, config)
     mask = point_ok[:, None] & lane_ok[None, :]
     upstream = plgpu.load(
         upstream_ref.at[points[:, None] * config.channels + lanes[None, :]],
         mask=mask,
         other=0.0,
     )
-    slopes_x, slopes_y = _slopes(fx, fy)
-    grad_x = jnp.zeros(points.shape, d_grid_ref.dtype)
-    grad_y = jnp.zeros(points.shape, d_grid_ref.dtype)
-    for (_, _, weight, active), offset, kx, ky in zip(
-        taps, offsets, slopes_x, slopes_y
-    ):
+    grads = [jnp.zeros(points.shape, d_grid_ref.dtype) for _ in fracs]
+    for (_, weight, active, signs), offset in zip(taps, offsets):
         address = offset[:, None] + lanes[None, :]
         read = active[:, None] & mask
         values = jnp.where(read, images_ref[address], 0.0)
         tap_upstream = jnp.sum(values * upstream, axis=1)
-        grad_x = grad_x + tap_upstream * kx
-        grad_y = grad_y + tap_upstream * ky
+        for axis in range(len(grads)):
+            grads[axis] = grads[axis] + tap_upstream * _weight_slope(
+                fracs, signs, axis
+            )
         update = jnp.where(read, upstream * weight[:, None], 0.0)
         # Interpret mode cannot emulate a masked atomic; its blocks hold
         # no spare lane (see `_Config`), and `update` is zero off `read`.
@@ -456,8 +495,11 @@ def _backward_kernel(
             update,
             mask=None if config.interpret else read,
         )
-    plgpu.store(d_grid_ref.at[2 * points], grad_x * dx, mask=point_ok)
-    plgpu.store(d_grid_ref.at[2 * points + 1], grad_y * dy, mask=point_ok)
+    n = config.num_axes
+    for axis, (grad, slope) in enumerate(zip(grads, slopes)):
+        plgpu.store(
+            d_grid_ref.at[n * points + axis], grad * slope, mask=point_ok
+        )
 
 
 def _call(kernel, config, out_shape, backward, **kwargs):
@@ -551,34 +593,35 @@ _gradients.defvjp(_gradients_fwd, _gradients_bwd)
 
 def _reference_sample(images, grid, config):
     """The kernel in plain `jax.numpy` on the flat arrays, with the same
-    first derivatives (the index's derivative is `_point_math`'s `dx`,
-    `dy`, with zero second derivative: the index is piecewise linear).
+    first derivatives (the index's derivative is `_point_math`'s slope,
+    with zero second derivative: the index is piecewise linear).
     Autodiff of this gives the backward kernel's derivatives."""
-    points = grid.reshape(-1, 2)
-    gx, gy = points[:, 0], points[:, 1]
-    taps, fx, fy, dx, dy = _point_math(
-        lax.stop_gradient(gx),
-        lax.stop_gradient(gy),
-        config.height,
-        config.width,
+    points = grid.reshape(-1, config.num_axes)
+    coords = [points[:, axis] for axis in range(config.num_axes)]
+    taps, fracs, slopes = _point_math(
+        [lax.stop_gradient(c) for c in coords],
+        config.sizes,
         config.padding_mode,
         config.align_corners,
     )
-    # fx, fy as functions of the grid, with the kernel's derivatives (a
-    # select keeps inf - inf out of a non-finite point's zero gradient).
-    fx = fx + dx * _zero_offset(gx)
-    fy = fy + dy * _zero_offset(gy)
-    weights = (
-        (1.0 - fx) * (1.0 - fy),
-        fx * (1.0 - fy),
-        (1.0 - fx) * fy,
-        fx * fy,
-    )
+    # The fractions as functions of the grid, with the kernel's
+    # derivatives (a select keeps inf - inf out of a non-finite point's
+    # zero gradient).
+    fracs = [
+        frac + slope * _zero_offset(coord)
+        for frac, slope, coord in zip(fracs, slopes, coords)
+    ]
     table = images.reshape(-1, config.channels)
     image = jnp.arange(points.shape[0]) // config.points_per_image
     total = 0.0
-    for (row, col, _, active), weight in zip(taps, weights):
-        pixel = (image * config.height + row) * config.width + col
+    for indices, _, active, signs in taps:
+        pixel = image * _size(config.sizes)
+        for index, stride in zip(indices, config.strides()):
+            pixel = pixel + index * stride
+        weight = None
+        for frac, sign in zip(fracs, signs):
+            factor = frac if sign > 0 else 1.0 - frac
+            weight = factor if weight is None else weight * factor
         # Zeroed before the product: a NaN pixel times a zero cotangent
         # would spread NaN into the weight's gradient.
         values = jnp.where(active[:, None], table[pixel], 0.0)
