@@ -39,7 +39,7 @@ GPU each lane's add is atomic), and no spare lanes. The ragged blocks and
 masks of the GPU's blocks are therefore exercised on GPUs only.
 
 The twin of the point arithmetic in the package's XLA path is
-`keras_stn.ops.sampling.sample_points` (with `coordinates.pixel_indices`
+`keras_stn.ops.bilinear.sample_points` (with `coordinates.pixel_indices`
 and `coordinates.apply_padding`); `_point_math` repeats it in `jax.numpy`
 primitives that Triton lowers (`floor`, `rem`, selects).
 """
@@ -325,7 +325,7 @@ def _axis_math(coord, size, valid, padding_mode, align_corners):
         interior = jnp.logical_and(index > 0, index < size - 1.0)
         derivative = jnp.where(interior, derivative, jnp.zeros_like(index))
         index = jnp.minimum(jnp.maximum(index, 0.0), size - 1.0)
-    # `sampling.sample_points`: past one pixel outside every tap reads
+    # `bilinear.sample_points`: past one pixel outside every tap reads
     # zero, so the index is clamped there with a zero derivative.
     inside = jnp.logical_and(index >= -1.0, index < float(size))
     index = jnp.minimum(jnp.maximum(index, -1.0), float(size))
@@ -465,7 +465,7 @@ def _backward_kernel(
 ):
     """d images += upstream * weight at each read tap (atomics); d grid,
     per axis, = sum over taps and channels of tap * upstream * d weight /
-    d frac, times d index / d coordinate (twin: `sampling`'s
+    d frac, times d index / d coordinate (twin: `bilinear`'s
     `_bilinear_sample_grad`)."""
     del _  # the zeros that `d_images_ref` aliases
     points, point_ok, lanes, lane_ok = _block(config, backward=True)
