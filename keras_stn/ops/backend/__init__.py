@@ -36,8 +36,9 @@ _MODULES = {
     "torch": "keras_stn.ops.backend.torch_ops",
 }
 
-# Per Keras backend, the module of its native sampler.
-NATIVE_SAMPLERS = {}
+# Per Keras backend, the module of its native sampler: the Pallas kernel
+# on JAX (GPUs; its own `set_mode` forces it anywhere, for tests).
+NATIVE_SAMPLERS = {"jax": "keras_stn.ops.backend.jax_pallas"}
 
 _active = {}
 
