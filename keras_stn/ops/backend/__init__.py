@@ -1,0 +1,1 @@
+"""Per-backend kernels behind the samplers (the kernel seam)."""
