@@ -27,6 +27,7 @@ the last spatial axis.
 """
 
 import math
+import warnings
 
 import torch
 from torch.nn import functional
@@ -138,8 +139,10 @@ def sample(images, grid, kernel, padding_mode, align_corners,
 def affine_grid(theta, size, align_corners):
     """Torch's `affine_grid` with the package's contract on non-finite
     theta (`grids.guard_non_finite`): a sample whose theta holds NaN or inf
-    gets non-finite points (which the samplers read as zeros) and a zero
-    theta gradient, so it cannot poison the batch.
+    anywhere gets NaN at every point (which every sampler and padding
+    reads as zeros; torch's own grid would keep the coordinates that the
+    bad entry does not touch, and an infinite one would read the border)
+    and a zero theta gradient, so it cannot poison the batch.
 
     Convention: theta maps output points to input points, in normalised
     coordinates; the grid's last axis is `(x, y)` or `(x, y, z)`.
@@ -152,27 +155,37 @@ def affine_grid(theta, size, align_corners):
         Tensor `(B, *size, N)`, N = 2 or 3, in the dtype of theta.
     """
     theta = _GuardNonFinite.apply(theta)
-    return functional.affine_grid(
-        theta, (theta.shape[0], 1, *size), align_corners=bool(align_corners)
-    )
+    size = (theta.shape[0], 1, *size)
+    with warnings.catch_warnings():
+        # Torch warns on every 1-pixel axis with align_corners=True that
+        # its coordinate changed in torch 1.3 (to 0, the package's).
+        warnings.filterwarnings("ignore", "Since version 1.3.0, affine_grid")
+        return functional.affine_grid(
+            theta, size, align_corners=bool(align_corners)
+        )
+
+
+def _finite_samples(theta):
+    """Bool `(B, 1, ...)`: the samples whose theta `(B, ...)` is finite."""
+    finite = torch.isfinite(theta).flatten(1).all(dim=1)
+    return finite.reshape(-1, *([1] * (theta.dim() - 1)))
 
 
 class _GuardNonFinite(torch.autograd.Function):
-    """Identity on theta `(B, ...)`; its gradient is zero for the samples
-    whose theta is not finite."""
+    """Theta `(B, ...)` with every entry of a non-finite sample NaN; its
+    gradient is zero for those samples."""
 
     @staticmethod
     def forward(ctx, theta):
-        ctx.save_for_backward(theta)
-        return theta.clone()
+        finite = _finite_samples(theta)
+        ctx.save_for_backward(finite)
+        return theta.masked_fill(~finite, math.nan)
 
     @staticmethod
     def backward(ctx, upstream):
         """d theta = upstream where the sample's theta is finite, else 0
         (a `where`, differentiable for second derivatives)."""
-        (theta,) = ctx.saved_tensors
-        finite = torch.isfinite(theta).flatten(1).all(dim=1)
-        finite = finite.reshape(-1, *([1] * (theta.dim() - 1)))
+        (finite,) = ctx.saved_tensors
         return torch.where(finite, upstream, torch.zeros_like(upstream))
 
 
