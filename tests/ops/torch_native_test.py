@@ -126,7 +126,9 @@ def generic(monkeypatch):
 
 def _assert_results_close(actual, expected, atol, grid_atol):
     names = ("output", "d images", "d grid")
-    for a, e, tol, name in zip(actual, expected, (atol, atol, grid_atol), names):
+    for a, e, tol, name in zip(
+        actual, expected, (atol, atol, grid_atol), names
+    ):
         test_case.assert_close(a, e, tol, msg=name)
 
 
@@ -266,7 +268,9 @@ def test_infinite_points_read_the_border(kernel, axes, align, dtype):
         _, width = images.shape[1:3]
         column = images[0, :, width - 1]
         height = images.shape[1]
-        row = (y + 1) / 2 * (height - 1) if align else ((y + 1) * height - 1) / 2
+        row = (
+            (y + 1) / 2 * (height - 1) if align else ((y + 1) * height - 1) / 2
+        )
         row = np.clip(row, 0, height - 1)
         expected_value = np.array(
             [np.interp(row, np.arange(height), column[:, c]) for c in range(3)]
@@ -435,7 +439,9 @@ def test_second_derivatives_through_the_reference(
     # The first derivatives either route builds equal the native ones.
     upstream = torch.ones(grid.shape[:-1] + images.shape[-1:], dtype=grid.dtype)
     native = _native(kernel, padding, align)
-    expected = torch.autograd.grad(native(images, grid), (images, grid), upstream)
+    expected = torch.autograd.grad(
+        native(images, grid), (images, grid), upstream
+    )
     for route in (reference, None):
         output = _native(kernel, padding, align, route)(images, grid)
         got = torch.autograd.grad(
@@ -487,14 +493,19 @@ def test_half_precision_is_computed_in_float32(dtype):
 def test_float64_grid_computes_in_float64():
     images, grid, _ = _data(2, "float32", seed=11)
     output = torch_native.sample(
-        torch.tensor(images), torch.tensor(grid, dtype=torch.float64),
-        "bilinear", "zeros", False,
+        torch.tensor(images),
+        torch.tensor(grid, dtype=torch.float64),
+        "bilinear",
+        "zeros",
+        False,
     )
     assert output.dtype == torch.float32
     expected = torch_native.sample(
         torch.tensor(images, dtype=torch.float64),
         torch.tensor(grid, dtype=torch.float64),
-        "bilinear", "zeros", False,
+        "bilinear",
+        "zeros",
+        False,
     )
     np.testing.assert_array_equal(
         output.numpy(), expected.to(torch.float32).numpy()

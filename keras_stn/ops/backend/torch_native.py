@@ -49,8 +49,9 @@ _is_compiling = getattr(
 )
 
 
-def supports(kernel, num_axes, padding_mode, align_corners, images,
-             deterministic):
+def supports(
+    kernel, num_axes, padding_mode, align_corners, images, deterministic
+):
     """Whether torch's native kernel serves this sampler call.
 
     Args:
@@ -94,8 +95,7 @@ def supports(kernel, num_axes, padding_mode, align_corners, images,
     return False
 
 
-def sample(images, grid, kernel, padding_mode, align_corners,
-           reference=None):
+def sample(images, grid, kernel, padding_mode, align_corners, reference=None):
     """Samples channels-last `images` at `grid` with torch's native kernel.
 
     Values and both gradients are torch's `grid_sample`'s at finite points;
@@ -258,8 +258,9 @@ class _GridSample(torch.autograd.Function):
     """Torch's grid sampler with the package's contracts (`sample`)."""
 
     @staticmethod
-    def forward(ctx, images, grid, kernel, padding_mode, align_corners,
-                reference):
+    def forward(
+        ctx, images, grid, kernel, padding_mode, align_corners, reference
+    ):
         sizes = tuple(images.shape[1:-1])[::-1]
         valid = safe = None
         mask_output = False
@@ -336,8 +337,7 @@ def _native_gradients(images, grid, safe, valid, upstream, needs, settings):
     return d_images, d_grid
 
 
-def _differentiable_gradients(images, grid, upstream, needs, valid,
-                              settings):
+def _differentiable_gradients(images, grid, upstream, needs, valid, settings):
     """`(d images, d grid)` as differentiable functions of the inputs and
     of `upstream` (None where not needed): the output recomputed by
     `reference`, else by torch's own differentiable sampler, and
