@@ -191,7 +191,13 @@ def run(args):
     """Times every workload and variant in rounds; returns the table rows
     and the check lines."""
     rows, checks = [], []
+    import torch
+
     for workload in args.workloads:
+        # Each workload's compiled variants compile afresh, for its static
+        # shapes (a recompilation for new shapes would trace them dynamic,
+        # which torch's affine_grid refuses).
+        torch.compiler.reset()
         data = make_data(workload)
         repeats = args.repeats or WORKLOADS[workload][3]
         results = {}
