@@ -214,16 +214,19 @@ def _run(kernel, num_axes, images, grid, padding_mode, align_corners,
     out_dtype = images.dtype
     dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
     images, grid = ops.cast(images, dtype), ops.cast(grid, dtype)
+    plan = _PLANS[(kernel, num_axes)](
+        images, padding_mode, align_corners, deterministic
+    )
+    own = backend.xla_compiled(**plan)
     native = backend.native_sampler(
         kernel, num_axes, padding_mode, align_corners, images, deterministic
     )
     if native is not None:
-        output = native(images, grid, kernel, padding_mode, align_corners)
-    else:
-        plan = _PLANS[(kernel, num_axes)](
-            images, padding_mode, align_corners, deterministic
+        output = native(
+            images, grid, kernel, padding_mode, align_corners, reference=own
         )
-        output = backend.xla_compiled(**plan)(images, grid)
+    else:
+        output = own(images, grid)
     return ops.cast(output, out_dtype)
 
 

@@ -7,10 +7,15 @@ once per Keras backend: call sites write `backend.gather_pixels(...)` and
 get the active backend's function, else the generic one.
 
 A native sampler (a framework's own kernel, such as PyTorch's
-`grid_sample`) is one more module with `supports(...)` and `sample(...)`,
-registered in `NATIVE_SAMPLERS` under its backend; the sampler entry
+`grid_sample`) is one more module with `supports(kernel, num_axes,
+padding_mode, align_corners, images, deterministic)` and `sample(images,
+grid, kernel, padding_mode, align_corners, reference)`, registered in
+`NATIVE_SAMPLERS` under its backend; the sampler entry
 (`keras_stn.ops.sampling`) asks `native_sampler` before it builds the
-package's own kernel.
+package's own kernel, and passes that kernel as `reference` (a native
+kernel may differentiate it where its own gradient is not differentiable).
+A module may also offer `affine_grid(theta, size, align_corners)` for 3-D
+grids (`native_affine_grid_3d`).
 
 The primitives' interface (each backend module may define any of them):
 - `gather_pixels(images, rows, cols)`, `gather_quads(images, rows, cols)`,
@@ -37,8 +42,12 @@ _MODULES = {
 }
 
 # Per Keras backend, the module of its native sampler: the Pallas kernel
-# on JAX (GPUs; its own `set_mode` forces it anywhere, for tests).
-NATIVE_SAMPLERS = {"jax": "keras_stn.ops.backend.jax_pallas"}
+# on JAX (GPUs; its own `set_mode` forces it anywhere, for tests), PyTorch's
+# own `grid_sample` on PyTorch (CPUs and GPUs).
+NATIVE_SAMPLERS = {
+    "jax": "keras_stn.ops.backend.jax_pallas",
+    "torch": "keras_stn.ops.backend.torch_native",
+}
 
 _active = {}
 
@@ -81,6 +90,15 @@ def native_sampler(kernel, num_axes, padding_mode, align_corners, images,
     ):
         return None
     return module.sample
+
+
+def native_affine_grid_3d():
+    """The active backend's native 3-D `affine_grid(theta, size,
+    align_corners)`, or None."""
+    if not config.native_kernels() or name() not in NATIVE_SAMPLERS:
+        return None
+    module = importlib.import_module(NATIVE_SAMPLERS[name()])
+    return getattr(module, "affine_grid", None)
 
 
 def __getattr__(attribute):

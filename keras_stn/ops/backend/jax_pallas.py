@@ -135,7 +135,12 @@ def _size(shape):
 
 
 def sample(
-    images, grid, kernel="bilinear", padding_mode="zeros", align_corners=False
+    images,
+    grid,
+    kernel="bilinear",
+    padding_mode="zeros",
+    align_corners=False,
+    reference=None,
 ):
     """Bilinear (trilinear) sampling of `images` at `grid` with the Pallas
     kernels.
@@ -157,6 +162,9 @@ def sample(
         kernel: str, `"bilinear"` (trilinear for volumes).
         padding_mode: str, `"zeros"`, `"border"` or `"reflection"`.
         align_corners: bool.
+        reference: the package's own sampler (the kernel seam passes it to
+            every native sampler); unused here: second derivatives go
+            through this module's `jnp` twin.
     Returns:
         Array `(B, H_out, W_out, C)` (`(B, D_out, H_out, W_out, C)`) with
         the dtype of `images`.
@@ -164,6 +172,7 @@ def sample(
         ValueError: on another kernel or padding mode, or shapes that do
             not fit.
     """
+    del reference
     if kernel != "bilinear":
         raise ValueError(
             f"`kernel` must be 'bilinear'. Received: kernel={kernel!r}"
