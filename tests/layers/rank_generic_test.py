@@ -31,21 +31,6 @@ CASES = [
 ]
 
 
-def _xfail_jit_of_volume_grids(case, request):
-    """Under `jax.jit`, `ops.affine_grid` on volumes closes over its base
-    grid and raises "No constant handler" (an op bug of `keras_stn.ops`,
-    issue 21's third bug, not the layers'). Strict: once the op is fixed
-    the marker must go."""
-    if keras.backend.backend() == "jax" and case.family == "affine3d":
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=TypeError,
-                strict=True,
-                reason="ops.affine_grid_3d under jax.jit (keras_stn.ops)",
-            )
-        )
-
-
 def test_every_public_layer_has_its_cases():
     names = {case.name for case in layer_cases.CASES}
     assert names == set(keras_stn.layers.__all__)
@@ -116,7 +101,17 @@ def reloaded(tmp_path_factory):
             for name in ("jax_enable_x64", "jax_disable_most_optimizations")
         }
     spec = folder / "spec.json"
-    spec.write_text(json.dumps({"jax_flags": jax_flags, "cases": items}))
+    spec.write_text(
+        json.dumps(
+            {
+                "jax_flags": jax_flags,
+                # A module fixture runs outside the per-test switch of
+                # conftest: the worker takes whatever this process had.
+                "xla_samplers": keras_stn.config.xla_samplers(),
+                "cases": items,
+            }
+        )
+    )
     env = dict(
         os.environ,
         KERAS_BACKEND=keras.backend.backend(),
@@ -149,11 +144,11 @@ def test_keras_file_loads_in_a_fresh_process(case, data_format, reloaded):
 
 @pytest.mark.parametrize("case,data_format", CASES)
 def test_gradients_reach_every_input_and_weight(case, data_format, request):
-    _xfail_jit_of_volume_grids(case, request)
+    layer_cases.xfail_jit_of_volume_grids(case, request)
     keras.utils.set_random_seed(0)
     inputs = layer_cases.layer_inputs(case, data_format)
     layer = case.make(data_format)
-    outputs = keras.tree.flatten(case.call(layer, inputs))
+    outputs = layer_cases.build(case, layer, inputs)
     layer_cases.perturb_weights(layer)
     upstream = layer_cases.upstreams(outputs)
     _, input_grads, weight_grads = layer_cases.gradients(

@@ -5,8 +5,8 @@ where nothing of the process that saved it (registered objects, caches,
 built layers) remains. Not a test module.
 
 Usage: python rank_generic_worker.py SPEC.json
-SPEC holds `{"jax_flags": {...}, "cases": [{"model", "inputs",
-"outputs"}, ...]}`: each model is loaded with `safe_mode=True`, called on
+SPEC holds `{"jax_flags": {...}, "xla_samplers": bool, "cases":
+[{"model", "inputs", "outputs"}, ...]}`: each model is loaded with `safe_mode=True`, called on
 the arrays of its `inputs` `.npz` file (`x0`, `x1`, ...), and its
 flattened outputs are written to `outputs` (`y0`, `y1`, ...).
 """
@@ -30,8 +30,9 @@ def main(spec_path):
 
     import keras_stn
 
-    # As the tests' conftest: TensorFlow's kernels, not op-level XLA.
-    keras_stn.config.set_xla_samplers(False)
+    # As the process that saved the models (op-level XLA or TensorFlow's
+    # kernels give results that differ in the last bit).
+    keras_stn.config.set_xla_samplers(spec["xla_samplers"])
     for item in spec["cases"]:
         model = keras.saving.load_model(item["model"], safe_mode=True)
         with np.load(item["inputs"]) as data:
