@@ -154,8 +154,10 @@ def check_sample_shapes(images_shape, grid_shape, kernel, antialias):
             f"Received: images.shape={images_shape}"
         )
     if len(grid_shape) != rank or grid_shape[-1] not in (None, rank - 2):
-        form = "(B, H_out, W_out, 2)" if rank == 4 else (
-            "(B, D_out, H_out, W_out, 3)"
+        form = (
+            "(B, H_out, W_out, 2)"
+            if rank == 4
+            else "(B, D_out, H_out, W_out, 3)"
         )
         raise ValueError(
             f"`grid` must have shape {form} for images of rank {rank}. "

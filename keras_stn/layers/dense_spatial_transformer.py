@@ -77,9 +77,10 @@ class DenseSpatialTransformer(keras.layers.Layer):
 
     def _shapes(self, inputs_shape):
         """The channels-last `(images, displacement)` shapes, checked."""
-        if not isinstance(inputs_shape, (list, tuple)) or len(
-            inputs_shape
-        ) != 2:
+        if (
+            not isinstance(inputs_shape, (list, tuple))
+            or len(inputs_shape) != 2
+        ):
             raise ValueError(
                 "`inputs` of DenseSpatialTransformer must be a list "
                 "[images, displacement]. Received: inputs with shape "

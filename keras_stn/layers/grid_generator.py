@@ -85,7 +85,5 @@ class GridGenerator(keras.layers.Layer):
 def _check_output_size(output_size, spatial_dims):
     """`output_size` as a tuple of `spatial_dims` positive ints."""
     if spatial_dims == 3:
-        return argument_validation.check_volume_size(
-            output_size, "output_size"
-        )
+        return argument_validation.check_volume_size(output_size, "output_size")
     return argument_validation.check_size(output_size, "output_size")

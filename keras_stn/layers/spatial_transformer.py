@@ -123,9 +123,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.data_format = _layout.standardize(data_format)
         self.transform = argument_validation.check_transform(transform)
         self.output_size = (
-            None
-            if output_size is None
-            else _check_output_size(output_size)
+            None if output_size is None else _check_output_size(output_size)
         )
         bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
         argument_validation.check_optional_layer(
@@ -404,9 +402,7 @@ class SpatialTransformer(keras.layers.Layer):
             (batch, *size, channels), self.data_format
         )
         theta = (batch, transforms.get(self.transform).num_params)
-        return self._pack(
-            outputs, theta, (batch, *size, self._spatial_dims())
-        )
+        return self._pack(outputs, theta, (batch, *size, self._spatial_dims()))
 
     def get_config(self):
         return {

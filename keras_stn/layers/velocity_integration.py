@@ -43,9 +43,7 @@ class VelocityIntegration(keras.layers.Layer):
 
     def __init__(self, steps=7, indexing="ij", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.steps = argument_validation.check_non_negative_int(
-            steps, "steps"
-        )
+        self.steps = argument_validation.check_non_negative_int(steps, "steps")
         argument_validation.check_choice(
             indexing, displacement_lib.INDEXINGS, "indexing"
         )

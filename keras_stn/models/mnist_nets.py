@@ -281,8 +281,7 @@ def st_cnn(
             _CNN_FILTERS[1:],
             plain,
             lambda f: (
-                extra
-                + _cnn_params(hwc, num_classes, (_CNN_FILTERS[0], f))
+                extra + _cnn_params(hwc, num_classes, (_CNN_FILTERS[0], f))
             ),
             low=16,
         )

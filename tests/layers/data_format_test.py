@@ -213,8 +213,7 @@ def test_old_keras_file_loads_as_channels_last(case, tmp_path):
     )
     layer_cases.perturb_weights(model)
     expected = [
-        keras.ops.convert_to_numpy(y)
-        for y in keras.tree.flatten(model(inputs))
+        keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(inputs))
     ]
     new, old = tmp_path / "new.keras", tmp_path / "old.keras"
     model.save(new)

@@ -8,8 +8,7 @@ either layout). Not a test module: no tests are collected from it.
 """
 
 import dataclasses
-from typing import Callable
-from typing import Optional
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -59,7 +58,7 @@ class Case:
     image_inputs: tuple
     image_outputs: tuple
     as_list: bool = False
-    family: Optional[str] = None
+    family: str | None = None
 
     @property
     def id(self):
@@ -191,9 +190,7 @@ def _cases_for(dims):
         Case(
             "VelocityIntegration",
             dims,
-            lambda df: keras_stn.VelocityIntegration(
-                steps=3, data_format=df
-            ),
+            lambda df: keras_stn.VelocityIntegration(steps=3, data_format=df),
             lambda seed: [_field(dims, seed, 0.5)],
             (True,),
             (True,),
@@ -331,8 +328,7 @@ def gradients(case, layer, inputs, upstream, jit=True):
 
     def numpy(values):
         return [
-            None if g is None else keras.ops.convert_to_numpy(g)
-            for g in values
+            None if g is None else keras.ops.convert_to_numpy(g) for g in values
         ]
 
     return numpy(flat), numpy(input_grads), numpy(weight_grads)

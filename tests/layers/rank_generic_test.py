@@ -34,7 +34,9 @@ CASES = [
 def test_every_public_layer_has_its_cases():
     names = {case.name for case in layer_cases.CASES}
     assert names == set(keras_stn.layers.__all__)
-    volumes = {case.name for case in layer_cases.CASES if case.spatial_dims == 3}
+    volumes = {
+        case.name for case in layer_cases.CASES if case.spatial_dims == 3
+    }
     assert volumes == names - set(layer_cases.IMAGES_ONLY)
 
 
@@ -50,9 +52,11 @@ def test_symbolic_shape_equals_eager_shape(case, data_format):
     eager_shapes = [tuple(y.shape) for y in keras.tree.flatten(eager)]
     assert [(None, *s[1:]) for s in eager_shapes] == sym_shapes
     if hasattr(layer, "compute_output_shape"):
-        computed = layer.compute_output_shape(*[x.shape for x in inputs]) if (
-            not case.as_list
-        ) else layer.compute_output_shape([x.shape for x in inputs])
+        computed = (
+            layer.compute_output_shape(*[x.shape for x in inputs])
+            if (not case.as_list)
+            else layer.compute_output_shape([x.shape for x in inputs])
+        )
         assert [tuple(s) for s in test_case._flatten_shapes(computed)] == (
             eager_shapes
         )

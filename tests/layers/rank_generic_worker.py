@@ -6,9 +6,10 @@ built layers) remains. Not a test module.
 
 Usage: python rank_generic_worker.py SPEC.json
 SPEC holds `{"jax_flags": {...}, "xla_samplers": bool, "cases":
-[{"model", "inputs", "outputs"}, ...]}`: each model is loaded with `safe_mode=True`, called on
-the arrays of its `inputs` `.npz` file (`x0`, `x1`, ...), and its
-flattened outputs are written to `outputs` (`y0`, `y1`, ...).
+[{"model", "inputs", "outputs"}, ...]}`: each model is loaded with
+`safe_mode=True`, called on the arrays of its `inputs` `.npz` file (`x0`,
+`x1`, ...), and its flattened outputs are written to `outputs` (`y0`,
+`y1`, ...).
 """
 
 import json
