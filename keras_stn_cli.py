@@ -10,14 +10,36 @@ What each command does is `keras_stn.experiments.commands`.
     keras-stn samples --data rts
     keras-stn show --run out/table/rts-st-cnn-affine
 
-`keras-stn <command> --help` lists every option. Offline, point
-`--manual-dir` (or `$KERAS_STN_MNIST_DIR`) at the four original MNIST files.
+`keras-stn <command> --help` lists every option. Online, MNIST is
+downloaded once to `~/.keras/datasets/mnist`; offline, point `--manual-dir`
+(or `$KERAS_STN_MNIST_DIR`) at the four original MNIST files.
 """
 
 import argparse
-import math
+import importlib.util
 import os
 import sys
+
+
+def _load_settings():
+    """`keras_stn.experiments.settings`, loaded from its file: importing it
+    as a module would import the package, Keras and a backend (seconds)
+    for `--help`. The settings module imports only the standard library."""
+    package = importlib.util.find_spec("keras_stn")
+    if package is None or not package.submodule_search_locations:
+        import keras_stn.experiments.settings as settings  # a clear error
+
+        return settings
+    path = os.path.join(
+        package.submodule_search_locations[0], "experiments", "settings.py"
+    )
+    spec = importlib.util.spec_from_file_location("_keras_stn_settings", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SETTINGS = _load_settings()
 
 # Spelled out, not read from the registries, so that `--help` and argument
 # errors come without importing Keras; tests/experiments/cli_test.py checks
@@ -25,7 +47,7 @@ import sys
 # `transforms.names()`.
 DATA = ("r", "rts", "p", "e", "tc")
 MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
-DATA_SOURCES = ("auto", "tfds", "pydataset")
+DATA_SOURCES = _SETTINGS.DATA_SOURCES
 TRANSFORMS = (
     "translation",
     "rigid",
@@ -39,10 +61,10 @@ TRANSFORMS = (
 
 # Valid ranges, checked while parsing so that a wrong number is named at
 # once; `keras_stn.experiments` checks the same for its Python callers.
-MNIST_TRAIN_EXAMPLES = 60000
-MNIST_TEST_EXAMPLES = 10000
-MAX_PICTURE_EXAMPLES = 64  # digits in one picture
-MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+MNIST_TRAIN_EXAMPLES = _SETTINGS.MNIST_TRAIN_EXAMPLES
+MNIST_TEST_EXAMPLES = _SETTINGS.MNIST_TEST_EXAMPLES
+MAX_PICTURE_EXAMPLES = _SETTINGS.MAX_PICTURE_EXAMPLES
+MAX_SEED = _SETTINGS.MAX_SEED
 
 
 def _int_between(minimum, maximum=None, what=None):
@@ -73,16 +95,13 @@ def _int_between(minimum, maximum=None, what=None):
 
 
 def _positive_float(text):
-    """An argparse `type`: a finite float > 0."""
+    """An argparse `type`: a finite float > 0 (`settings.positive_float`)."""
     try:
-        value = float(text)
+        return _SETTINGS.positive_float(text, "value")
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(
             f"must be a finite number > 0. Received: {text!r}"
-        )
-    return value
+        ) from None
 
 
 def _add_training(parser):
@@ -92,9 +111,10 @@ def _add_training(parser):
         type=str.lower,
         choices=DATA_SOURCES,
         default="auto",
-        help="tfds: tf.data pipelines (TensorFlow backend); pydataset: "
-        "NumPy draws warped on the backend's device (any backend, no "
-        "TensorFlow); auto (default): tfds on TensorFlow, else pydataset",
+        help="how the batches are served (the same batches either way): "
+        "tfds: a tf.data pipeline (TensorFlow backend); pydataset: a "
+        "keras.utils.PyDataset (any backend, no TensorFlow); auto "
+        "(default): tfds on TensorFlow, else pydataset",
     )
     group.add_argument(
         "--epochs", type=_int_between(1), default=3, help="default 3"
@@ -152,10 +172,15 @@ def _add_data_dirs(parser):
         "--manual-dir",
         default=None,
         help="folder with the four original MNIST files, for offline use "
-        "(default $KERAS_STN_MNIST_DIR)",
+        "(default $KERAS_STN_MNIST_DIR; without either, the files are "
+        "downloaded once to $KERAS_HOME/datasets/mnist, by default "
+        "~/.keras/datasets/mnist)",
     )
     group.add_argument(
-        "--data-dir", default=None, help="tensorflow-datasets' data folder"
+        "--data-dir",
+        default=None,
+        help="tensorflow-datasets' data folder (CUB; MNIST files in its "
+        "downloads/manual are used too)",
     )
 
 

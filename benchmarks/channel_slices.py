@@ -1,11 +1,11 @@
 """The grid gradient's sum over channels: one reduction against 16-wide
-slices added first (`keras_stn.ops.sampling._sum_over_channels`).
+slices added first (`keras_stn.ops.bilinear._sum_over_channels`).
 
 TensorFlow backend, on a CPU. For each workload with at least 32 channels
 it times a training step (`step`: gradients w.r.t. images and theta;
 `step:theta`: theta only), the samplers compiled by themselves (`stn`, the
 default) and the whole step under XLA (`stn-xla`), once with
-`sampling.CHANNEL_SLICE_WIDTH` as shipped and once with it above the
+`tuning.CHANNEL_SLICE_WIDTH` as shipped and once with it above the
 channel count (one reduction, the code before). Same data and loss as
 `sampler_benchmark.py`; both forms are built in the same process and their
 blocks run in turn, `--rounds` times, so that a slow spell of this shared
@@ -29,7 +29,7 @@ import _sampler_variants  # noqa: E402
 import _timing  # noqa: E402
 import sampler_benchmark  # noqa: E402
 
-from keras_stn.ops import sampling  # noqa: E402
+from keras_stn.ops import tuning  # noqa: E402
 
 FORMS = ("one", "sliced")
 MODES = ("stn", "stn-xla")
@@ -44,20 +44,20 @@ def wide_workloads():
             sampler_benchmark.WORKLOADS.items()
         )
         if name not in sampler_benchmark.GPU_WORKLOADS
-        and channels >= 2 * sampling.CHANNEL_SLICE_WIDTH
+        and channels >= 2 * tuning.CHANNEL_SLICE_WIDTH
     ]
 
 
 def build_calls(data):
     """`{(form, mode, part): zero-argument step}`, each traced once."""
-    shipped = sampling.CHANNEL_SLICE_WIDTH
+    shipped = tuning.CHANNEL_SLICE_WIDTH
     channels = data["images"].shape[-1]
     calls = {}
     try:
         for form in FORMS:
             # Above the channel count the sum is one reduction; the width
             # is part of the compiled samplers' cache key.
-            sampling.CHANNEL_SLICE_WIDTH = (
+            tuning.CHANNEL_SLICE_WIDTH = (
                 shipped if form == "sliced" else channels + 1
             )
             for mode in MODES:
@@ -69,7 +69,7 @@ def build_calls(data):
                     step()  # traces and compiles with this width
                     calls[form, mode, part] = step
     finally:
-        sampling.CHANNEL_SLICE_WIDTH = shipped
+        tuning.CHANNEL_SLICE_WIDTH = shipped
     return calls
 
 

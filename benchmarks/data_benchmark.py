@@ -1,14 +1,15 @@
 """Benchmarks the data pipelines against what an ST-CNN training step eats.
 
-Measures examples per second of each `keras_stn.experiments.data` MNIST pipeline (train
-split, fresh distortions every epoch, batch 128) and, for reference:
+Measures examples per second of each `keras_stn.experiments.data` MNIST set
+through its tf.data adapter (`tfdata.dataset`; train split, fresh
+distortions every epoch, batch 128) and, for reference:
 
 - `plain MNIST (no warp)`: the same source, shuffle, batch and prefetch in
   plain tf.data, without distortions: the floor of the pipeline overhead;
-- `RTS, tf.raw_ops transform`: RTS drawn the same way but warped by
-  TensorFlow's own `ImageProjectiveTransformV3` (bilinear, zeros outside)
-  instead of `keras_stn.ops`; the header line reports how far its images
-  are from the package's (same parameters);
+- `RTS, tf.raw_ops transform`: RTS with the same host part (NumPy draws
+  and thetas) but warped by TensorFlow's own `ImageProjectiveTransformV3`
+  (bilinear, zeros outside) instead of `keras_stn.ops`; the header line
+  reports how far its images are from the package's (same parameters);
 - `ST-CNN train_on_batch`: the examples per second an ST-CNN consumes on
   42x42 RTS inputs, `model.train_on_batch` on an in-memory batch: a
   SpatialTransformer (affine, default localization), Conv 32 9x9, pool,
@@ -33,7 +34,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -49,10 +49,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn.experiments import data  # noqa: E402
-from keras_stn.experiments.data import distortions  # noqa: E402
+from keras_stn.experiments.data import distorted  # noqa: E402
 from keras_stn.experiments.data import mnist  # noqa: E402
-from keras_stn.experiments.data import placement  # noqa: E402
+from keras_stn.experiments.data import tfdata  # noqa: E402
+from keras_stn.experiments.data import two_digit  # noqa: E402
 
 PIPELINES = ("R", "RTS", "P", "E", "TC", "addition", "canvas")
 PIPELINE_NAMES = {
@@ -81,122 +81,115 @@ def time_dataset(dataset, batch_size, warmup, batches, repeats):
     return rates
 
 
-def keras_stn_pipeline(name, args):
+def keras_stn_set(name, args, **kwargs):
+    """The definition of set `name`: training, endless, full batches."""
     common = dict(
         split="train",
         batch_size=args.batch_size,
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         drop_remainder=True,
+        **kwargs,
     )
     if name == "addition":
-        return data.mnist_addition(**common)
+        return two_digit.MNISTAddition(**common)
     if name == "canvas":
-        return data.two_digit_canvas(**common)
-    return data.distorted_mnist(name, **common)
+        return two_digit.TwoDigitCanvas(**common)
+    return distorted.DistortedMNIST(name, **common)
+
+
+def keras_stn_pipeline(name, args):
+    """Set `name` through the tf.data adapter."""
+    return tfdata.dataset(keras_stn_set(name, args))
 
 
 def plain_pipeline(args):
     """The source, shuffle, batch and prefetch without any warp."""
-    source = mnist.load_split("train", args.data_dir, args.manual_dir)
-    images = tf.constant(source.images)
-    labels = tf.constant(source.labels)
-    dataset = tf.data.Dataset.range(len(source.labels)).shuffle(60000)
+    images, labels = mnist.load_mnist(args.manual_dir, "train", args.data_dir)
+    images, labels = tf.constant(images), tf.constant(labels)
+    dataset = tf.data.Dataset.range(len(labels)).shuffle(60000)
     dataset = dataset.batch(args.batch_size, drop_remainder=True)
 
     def gather(index):
         digits = tf.cast(tf.gather(images, index), tf.float32) / 255.0
-        return digits, tf.gather(labels, index)
+        return digits[..., None], tf.gather(labels, index)
 
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def pixel_transforms(params, input_size, output_size):
-    """`ImageProjectiveTransformV3` rows for RTS parameters.
+def pixel_transforms(theta, input_size, output_size):
+    """`ImageProjectiveTransformV3` rows for `(B, 2, 3)` affine thetas.
 
     The package's theta maps normalised output points `u` to input points
     `v = A u + b`; with `align_corners=False` a pixel index is
     `i = (n / 2) (x + 1) - 1 / 2`, so in pixels
     `i_in = (D / S) A i_out + (D / 2) (A (1 / S - 1) + b + 1) - 1 / 2`.
+
+    Returns:
+        float32 NumPy array `(B, 8)`.
     """
-    theta = placement.similarity_theta(
-        params["angle"],
-        params["scale"],
-        params["position"],
-        input_size,
-        output_size,
-    )
-    zoom, radians, tx, ty = tf.unstack(theta, axis=-1)
-    cos, sin = zoom * tf.cos(radians), zoom * tf.sin(radians)
+    theta = np.asarray(theta, np.float64)
+    a, b = theta[:, :, :2], theta[:, :, 2]
     ratio = input_size / output_size
-    half = input_size / 2.0
-    shift = 1.0 / output_size - 1.0
-    a0, a1 = ratio * cos, -ratio * sin
-    b0, b1 = ratio * sin, ratio * cos
-    a2 = half * ((cos - sin) * shift + tx + 1.0) - 0.5
-    b2 = half * ((sin + cos) * shift + ty + 1.0) - 0.5
-    zero = tf.zeros_like(a0)
-    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=-1)
+    shift = np.full(2, 1.0 / output_size - 1.0)
+    offset = input_size / 2.0 * (a @ shift + b + 1.0) - 0.5
+    rows = np.concatenate(
+        [ratio * a[:, 0], offset[:, :1], ratio * a[:, 1], offset[:, 1:]],
+        axis=-1,
+    )
+    zeros = np.zeros((len(rows), 2))
+    return np.concatenate([rows, zeros], axis=-1).astype(np.float32)
+
+
+def raw_transform(digits, transforms, size):
+    """uint8 digits `(B, 28, 28)` warped by TensorFlow's own op."""
+    digits = tf.cast(digits, tf.float32)[..., None] / 255.0
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=digits,
+        transforms=transforms,
+        output_shape=[size, size],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
 
 
 def tf_rts_pipeline(args):
-    """RTS with the same draws, warped by TensorFlow's transform op."""
-    source = mnist.load_split("train", args.data_dir, args.manual_dir)
-    images = tf.constant(source.images)
-    labels = tf.constant(source.labels)
-    rts = distortions.RotationScaleTranslation()
-    size = rts.output_size
-    indices = tf.data.Dataset.range(len(source.labels)).shuffle(60000)
-    nonces = tf.data.Dataset.random(rerandomize_each_iteration=True)
+    """RTS with the same host part (draws, thetas), warped by TensorFlow's
+    transform op instead of `keras_stn.ops`."""
+    rts = keras_stn_set("RTS", args)
+    size = rts.image_size
 
-    def draw(index, nonce):
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([nonce, tf.constant(0, tf.int64)]), index
+    def host(index):
+        (digits, theta), labels, _ = rts.host(int(index))
+        return digits, labels, pixel_transforms(theta, 28, size)
+
+    def load(index):
+        digits, labels, transforms = tf.numpy_function(
+            host, [index], [tf.uint8, tf.int64, tf.float32], stateful=False
         )
-        return index, rts.draw(seed)
+        digits = tf.ensure_shape(digits, (None, 28, 28))
+        transforms = tf.ensure_shape(transforms, (None, 8))
+        return raw_transform(digits, transforms, size), labels
 
-    def warp(index, params):
-        digits = tf.cast(tf.gather(images, index), tf.float32) / 255.0
-        out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=digits,
-            transforms=pixel_transforms(params, 28, size),
-            output_shape=[size, size],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
-        return out, tf.gather(labels, index)
-
-    dataset = tf.data.Dataset.zip(indices, nonces)
-    dataset = dataset.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(args.batch_size, drop_remainder=True)
-    dataset = dataset.map(warp, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.counter()
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def tf_transform_agreement(args):
     """Max |package - tf.raw_ops| over one test batch, same parameters."""
-    dataset = data.distorted_mnist(
+    rts = distorted.DistortedMNIST(
         "RTS",
         "test",
         batch_size=args.batch_size,
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
-        with_params=True,
     )
-    images, _, params = next(iter(dataset))
-    source = mnist.load_split("test", args.data_dir, args.manual_dir)
-    digits = tf.gather(source.images, params["index"])
-    digits = tf.cast(digits, tf.float32) / 255.0
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=digits,
-        transforms=pixel_transforms(params, 28, 42),
-        output_shape=[42, 42],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
+    (digits, theta), _, _ = rts.host(0)
+    images = rts.render(digits, theta)
+    out = raw_transform(digits, pixel_transforms(theta, 28, 42), 42)
     return float(tf.reduce_max(tf.abs(out - images)))
 
 
@@ -268,8 +261,8 @@ def main():
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="tfds data dir (default: a temporary one when --manual-dir is "
-        "given, else tfds' own)",
+        help="tfds data dir, for its downloads/manual folder (see "
+        "keras_stn.experiments.data.mnist)",
     )
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--batch-size", type=int, default=128)
@@ -283,11 +276,7 @@ def main():
     unknown = sorted(set(pipelines) - set(PIPELINES))
     if unknown:
         parser.error(f"unknown pipelines {unknown}; choose from {PIPELINES}")
-    temporary = None
-    if args.data_dir is None and args.manual_dir is not None:
-        temporary = tempfile.TemporaryDirectory()
-        args.data_dir = temporary.name
-    mnist.prepared_builder(args.data_dir, args.manual_dir)
+    mnist.load_mnist(args.manual_dir, "train", args.data_dir)
 
     print(_device.header())
     print(
@@ -341,8 +330,6 @@ def main():
         )
         verdict = "ok" if ratio >= 3 else "BELOW 3x"
         print(f"RTS pipeline / ST-CNN step: {ratio:.1f}x ({verdict})")
-    if temporary is not None:
-        temporary.cleanup()
 
 
 if __name__ == "__main__":

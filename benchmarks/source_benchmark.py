@@ -1,9 +1,9 @@
 """Benchmarks the TensorFlow-free sources against what ST-CNN training eats.
 
 Measures, on the current Keras backend (`KERAS_BACKEND`), examples per
-second of each `keras_stn.experiments.data.source` set (training split,
-fresh distortions every epoch, batch 128, the warp on the backend's device)
-and, for reference:
+second of each `keras_stn.experiments.data` set through its PyDataset
+adapter (`source.PyDatasetSource`; training split, fresh distortions every
+epoch, batch 128, the warp on the backend's device) and, for reference:
 
 - `ST-CNN train_on_batch`: what one ST-CNN training step consumes, on an
   in-memory 42x42 batch (`keras_stn.models.st_cnn`, Adam, Keras' default
@@ -45,7 +45,9 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from keras_stn import models  # noqa: E402
+from keras_stn.experiments.data import distorted  # noqa: E402
 from keras_stn.experiments.data import source  # noqa: E402
+from keras_stn.experiments.data import two_digit  # noqa: E402
 
 SETS = ("R", "RTS", "P", "E", "TC", "addition", "canvas")
 LABELS = {"addition": "MNISTAddition", "canvas": "TwoDigitCanvas"}
@@ -53,20 +55,22 @@ DEFAULT_MANUAL_DIR = os.path.join(_ROOT, "..", "shared", "data", "mnist")
 
 
 def make_source(name, args, **kwargs):
-    """A training source of set `name`, endless, constant batch shape."""
+    """Set `name` through the PyDataset adapter: training, endless,
+    constant batch shape; `kwargs` go to the adapter."""
     common = dict(
         split="train",
         batch_size=args.batch_size,
         manual_dir=args.manual_dir,
         seed=0,
         drop_remainder=True,
-        **kwargs,
     )
     if name == "addition":
-        return source.MNISTAddition(**common)
-    if name == "canvas":
-        return source.TwoDigitCanvas(**common)
-    return source.DistortedMNIST(name, **common)
+        batches = two_digit.MNISTAddition(**common)
+    elif name == "canvas":
+        batches = two_digit.TwoDigitCanvas(**common)
+    else:
+        batches = distorted.DistortedMNIST(name, **common)
+    return source.PyDatasetSource(batches, **kwargs)
 
 
 def summary(rates):

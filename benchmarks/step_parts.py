@@ -51,7 +51,7 @@ PARTS = ("forward", "step:theta", "step", "scatter", "torch step")
 def tap_indices(data):
     """The image gradient's rows: int32 `(4 * B * H_out * W_out,)`, each
     tap's flat pixel index (tap-major, clipped into the image), as
-    `sampling._bilinear_images_gradient` scatters them."""
+    `bilinear.images_gradient` scatters them."""
     images, theta = data["images"], data["theta"]
     batch, height, width, _ = images.shape
     grid = np.asarray(stn_ops.affine_grid(theta, data["out_size"]))

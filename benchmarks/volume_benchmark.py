@@ -60,7 +60,7 @@ import _timing  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_stn.ops import volumes  # noqa: E402
+from keras_stn import ops as stn_ops  # noqa: E402
 
 WORKLOADS = {
     # name: (batch, (D, H, W, C) input, (D_out, H_out, W_out) output)
@@ -108,8 +108,8 @@ def _stn_sample(out_size, layout=None, deterministic=False):
 
     def sample(vols, theta):
         with _sampler_variants.gather_layout(layout):
-            grid = volumes.affine_grid_3d(theta, out_size)
-            return volumes.trilinear_sample(
+            grid = stn_ops.affine_grid_3d(theta, out_size)
+            return stn_ops.trilinear_sample(
                 vols, grid, deterministic=deterministic
             )
 

@@ -4,6 +4,12 @@ their command-line options and their result files.
 Imported first by each script (`import _common`): running a script puts
 `examples/` on `sys.path`, and this module puts the repository above it, so
 the examples run from a checkout without installing the package.
+
+The backend is Keras' own choice (`KERAS_BACKEND`, else Keras' config); a
+missing one stops the script with keras_stn's short message. Data come
+from the tf.data pipelines on TensorFlow and from the TensorFlow-free
+`keras.utils.PyDataset`s elsewhere (`dataset`), with the same
+distributions.
 """
 
 import importlib.util
@@ -11,10 +17,67 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("keras_stn") is None:
     sys.path.insert(1, ROOT)
+
+try:
+    import keras_stn  # noqa: F401  (names a missing backend in a few lines)
+except ImportError as error:
+    sys.exit(str(error))
+
+import keras  # noqa: E402
+
+# The TensorFlow-free PyDataset of each tf.data pipeline the examples use.
+_SOURCES = {
+    "mnist_addition": "MNISTAddition",
+    "two_digit_canvas": "TwoDigitCanvas",
+}
+
+
+def require_tensorflow_backend(what):
+    """Stops the script in one line unless Keras runs on TensorFlow.
+
+    Args:
+        what: str, what needs it, e.g. "its tf.data pipelines".
+    """
+    if keras.backend.backend() != "tensorflow":
+        script = sys.argv[0]
+        sys.exit(
+            f"{script} needs the TensorFlow backend ({what}), not "
+            f"{keras.backend.backend()!r}: pip install "
+            '"keras-stn[tensorflow]" and set KERAS_BACKEND=tensorflow'
+        )
+
+
+def dataset(name, split, batch_size, epochs=None, **kwargs):
+    """A data set of `keras_stn.experiments.data` for this backend.
+
+    On TensorFlow `data.<name>(split, batch_size, **kwargs)`, a tf.data
+    pipeline; elsewhere the same distribution from
+    `data.source`, a `keras.utils.PyDataset` holding `epochs` epochs when
+    training (None: endless).
+    """
+    from keras_stn.experiments import data
+
+    if keras.backend.backend() == "tensorflow":
+        return getattr(data, name)(split, batch_size, **kwargs)
+    from keras_stn.experiments.data import source
+
+    if split.startswith("train"):
+        kwargs["epochs"] = epochs
+    return getattr(source, _SOURCES[name])(split, batch_size, **kwargs)
+
+
+def numpy_batches(batches):
+    """The batches of a tf.data pipeline or a PyDataset, as NumPy tuples."""
+    if hasattr(batches, "as_numpy_iterator"):
+        yield from batches.as_numpy_iterator()
+        return
+    for index in range(len(batches)):
+        yield keras.tree.map_structure(
+            keras.ops.convert_to_numpy, tuple(batches[index])
+        )
 
 
 def add_data_arguments(parser):

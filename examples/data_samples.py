@@ -16,7 +16,7 @@ import argparse
 import math
 import os
 
-import _common  # noqa: F401  (first: environment, package path)
+import _common  # first: environment, package path
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -24,8 +24,8 @@ import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_stn.experiments import data  # noqa: E402
 from keras_stn import viz  # noqa: E402
+from keras_stn.experiments import data  # noqa: E402
 
 
 def _grid(count, panel_width=1.0):
@@ -178,6 +178,7 @@ def main():
     parser.add_argument("--cub", action="store_true", help="add CUB crops")
     parser.add_argument("--cub-manual-dir", default=None)
     args = parser.parse_args()
+    _common.require_tensorflow_backend("the tf.data pipelines it draws")
 
     os.makedirs(args.out_dir, exist_ok=True)
     figures = {

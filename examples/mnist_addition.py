@@ -64,10 +64,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn.experiments import data  # noqa: E402
-from keras_stn.experiments import training  # noqa: E402
 from keras_stn import models  # noqa: E402
 from keras_stn import viz  # noqa: E402
+from keras_stn.experiments import training  # noqa: E402
 
 SIDE = 42
 NUM_CLASSES = 19
@@ -207,11 +206,17 @@ def main():
     common = {"data_dir": args.data_dir, "manual_dir": args.manual_dir}
     train_split, num_train = _common.split("train", args.train_examples)
     test_split, num_test = _common.split("test", args.test_examples)
-    test = data.mnist_addition(test_split, 256, **common)
+    test = _common.dataset("mnist_addition", test_split, 256, **common)
     shown, _, shown_params = next(
-        data.mnist_addition(
-            "test", args.pictures, with_params=True, **common
-        ).as_numpy_iterator()
+        _common.numpy_batches(
+            _common.dataset(
+                "mnist_addition",
+                "test",
+                args.pictures,
+                with_params=True,
+                **common,
+            )
+        )
     )
     steps = math.ceil(num_train / args.batch_size) * args.epochs
     record = {
@@ -233,8 +238,13 @@ def main():
 
     for name in dict.fromkeys(args.models):
         keras.utils.set_random_seed(args.seed)
-        train = data.mnist_addition(
-            train_split, args.batch_size, seed=args.seed, **common
+        train = _common.dataset(
+            "mnist_addition",
+            train_split,
+            args.batch_size,
+            epochs=args.epochs,
+            seed=args.seed,
+            **common,
         )
         model, probe = build(name, args.lr_multiplier)
         model.compile(

@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn.experiments.data import arrays  # noqa: E402
+from keras_stn.experiments.data import mnist  # noqa: E402
 
 SIZE = 32  # digits padded from 28 so the U-Net halves twice evenly
 
@@ -224,10 +224,10 @@ def main():
     args = _common.parse_run_arguments(parser)
     keras.utils.set_random_seed(args.seed)
 
-    train_images, train_labels = arrays.load_mnist(
+    train_images, train_labels = mnist.load_mnist(
         args.manual_dir, "train", args.data_dir
     )
-    test_images, test_labels = arrays.load_mnist(
+    test_images, test_labels = mnist.load_mnist(
         args.manual_dir, "test", args.data_dir
     )
     train = _pad(train_images[train_labels == args.digit])

@@ -84,7 +84,6 @@ from keras import layers  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_stn  # noqa: E402
-from keras_stn.experiments import data  # noqa: E402
 from keras_stn import viz  # noqa: E402
 
 CANVAS = 84
@@ -242,7 +241,7 @@ def evaluate(probe, test, align_corners, keep=8):
     def add(name, values):
         totals[name] = totals.get(name, 0.0) + float(np.sum(values))
 
-    for images, labels, params in test.as_numpy_iterator():
+    for images, labels, params in _common.numpy_batches(test):
         out = probe.predict_on_batch(images)
         logits = np.asarray(out["logits"])
         add("set_accuracy", np.asarray(set_accuracy(labels, logits)))
@@ -415,10 +414,17 @@ def main():
     test_split, _ = _common.split("test", args.test_examples)
     # Training batches carry no params: Keras would read a third element as
     # sample weights. Only the evaluation reads the digit boxes.
-    train = data.two_digit_canvas(
-        train_split, args.batch_size, seed=args.seed, **common
+    train = _common.dataset(
+        "two_digit_canvas",
+        train_split,
+        args.batch_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        **common,
     )
-    test = data.two_digit_canvas(test_split, 256, with_params=True, **common)
+    test = _common.dataset(
+        "two_digit_canvas", test_split, 256, with_params=True, **common
+    )
 
     model, probe, transformers = build_models(args.localization_size)
     break_symmetry(transformers, args.init_scale, args.init_offset)

@@ -4,7 +4,11 @@
   backend, the samplers run as their own XLA-compiled functions (the
   default) or with TensorFlow's kernels. Other backends compile whole steps
   themselves and ignore it. The environment variable
-  `KERAS_STN_XLA_SAMPLERS=0` sets the default to off.
+  `KERAS_STN_XLA_SAMPLERS=0` (or `false`) sets the default to off.
+- `set_native_kernels(enabled)` / `native_kernels()`: whether the samplers
+  run on a framework's own kernel where one serves the call (PyTorch's
+  `grid_sample` on the PyTorch backend) or always on the package's own.
+  On by default; `KERAS_STN_NATIVE_KERNELS=0` (or `false`) sets it off.
 
 - `set_deterministic(enabled)` / `deterministic()`: whether the samplers'
   image gradients are bitwise reproducible. The scatter-add that
@@ -16,27 +20,56 @@
   `TF_DETERMINISTIC_OPS=1` for TensorFlow, whose
   `enable_op_determinism()` has no public reader: call
   `set_deterministic(True)` beside it) or the environment variable
-  `KERAS_STN_DETERMINISTIC=1`.
+  `KERAS_STN_DETERMINISTIC=1` (or `true`).
 - `set_gather_layout(layout)` / `gather_layout()`: how the bilinear
   sampler reads its taps: `"framed"`, `"clipped"`, `"split"` or `"auto"`
   (the default: by device); see `set_gather_layout`. Values and gradients
   are the same.
 
 The switches are read when a sampler is traced: set them before building
-or compiling the model they should apply to.
+or compiling the model they should apply to. The environment variables take
+`1`, `0`, `true` or `false` (any case); anything else is refused, naming
+the variable, rather than silently ignored.
 """
 
 import os
 
 from keras_stn.utils import argument_validation
 
-# "0" turns op-level XLA off by default; anything else leaves it on.
+# Off by default when "0" or "false".
 XLA_SAMPLERS_ENV = "KERAS_STN_XLA_SAMPLERS"
-# "1" turns the deterministic image gradient on by default.
+# On by default when "1" or "true".
 DETERMINISTIC_ENV = "KERAS_STN_DETERMINISTIC"
+# Off by default when "0" or "false".
+NATIVE_KERNELS_ENV = "KERAS_STN_NATIVE_KERNELS"
 GATHER_LAYOUTS = ("auto", "framed", "clipped", "split")
 
-_state = {"xla_samplers": None, "deterministic": None, "gather_layout": "auto"}
+_ENV_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+_state = {
+    "xla_samplers": None,
+    "deterministic": None,
+    "native_kernels": None,
+    "gather_layout": "auto",
+}
+
+
+def _env_flag(name, default):
+    """The boolean environment variable `name`, or `default` when it is
+    unset or empty.
+
+    Raises:
+        ValueError: for a value other than 1, 0, true or false (any case).
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() not in _ENV_VALUES:
+        raise ValueError(
+            f"The environment variable {name} must be 1, 0, true or false "
+            f"(any case). Received: {name}={value!r}"
+        )
+    return _ENV_VALUES[value.lower()]
 
 
 def set_xla_samplers(enabled):
@@ -65,11 +98,48 @@ def xla_samplers():
 
     Returns:
         bool: the value given to `set_xla_samplers`, else the default (on,
-        unless the environment variable `KERAS_STN_XLA_SAMPLERS` is `"0"`).
+        unless the environment variable `KERAS_STN_XLA_SAMPLERS` is `0` or
+        `false`).
+    Raises:
+        ValueError: if that variable holds anything but 1, 0, true, false.
     """
     if _state["xla_samplers"] is not None:
         return _state["xla_samplers"]
-    return os.environ.get(XLA_SAMPLERS_ENV) != "0"
+    return _env_flag(XLA_SAMPLERS_ENV, True)
+
+
+def set_native_kernels(enabled):
+    """Lets the samplers run on a framework's own kernel, or not.
+
+    On the PyTorch backend the samplers call `torch.nn.functional.
+    grid_sample` where it computes what the package's own kernel computes
+    (the package's contracts for non-finite points and second derivatives
+    are kept on top of it). Values and gradients are the same either way,
+    to float rounding; speed is not.
+
+    Args:
+        enabled: bool, or None to go back to the default (on, unless
+            `KERAS_STN_NATIVE_KERNELS` is `0` or `false`).
+    Raises:
+        ValueError: if `enabled` is neither a bool nor None.
+    """
+    if enabled is not None:
+        argument_validation.check_bool(enabled, "enabled")
+    _state["native_kernels"] = enabled
+
+
+def native_kernels():
+    """Returns whether the samplers may run on a framework's own kernel.
+
+    Returns:
+        bool: the value given to `set_native_kernels`, else the default.
+    Raises:
+        ValueError: if `KERAS_STN_NATIVE_KERNELS` holds anything but 1, 0,
+            true or false.
+    """
+    if _state["native_kernels"] is not None:
+        return _state["native_kernels"]
+    return _env_flag(NATIVE_KERNELS_ENV, True)
 
 
 def set_deterministic(enabled):
@@ -113,14 +183,17 @@ def deterministic():
     """Returns whether the samplers' image gradients are deterministic.
 
     Returns:
-        bool: the value given to `set_deterministic`; else True when the
-        environment variable `KERAS_STN_DETERMINISTIC` is `"1"` or the
+        bool: the value given to `set_deterministic`; else the environment
+        variable `KERAS_STN_DETERMINISTIC` where it is set; else whether the
         backend's framework has its own determinism switched on.
+    Raises:
+        ValueError: if that variable holds anything but 1, 0, true, false.
     """
     if _state["deterministic"] is not None:
         return _state["deterministic"]
-    if os.environ.get(DETERMINISTIC_ENV) == "1":
-        return True
+    flag = _env_flag(DETERMINISTIC_ENV, None)
+    if flag is not None:
+        return flag
     return _framework_deterministic()
 
 
@@ -174,7 +247,7 @@ def set_gather_layout(layout):
             `"framed"`. On TensorFlow on a CPU, whose samplers compile
             their forward pass and two gradients as separate functions,
             each takes its own faster form
-            (`keras_stn.ops.sampling.tensorflow_cpu_plan`). Under
+            (`keras_stn.ops.tuning.tensorflow_cpu_plan`). Under
             whole-graph XLA (`jit_compile=True`) on a CPU those forms
             share no work, and below 16 channels `"framed"` alone makes a
             training step faster: set it there.

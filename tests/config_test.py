@@ -4,7 +4,7 @@ import keras
 import pytest
 
 import keras_stn
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +38,73 @@ def test_switch_decides_whether_samplers_compile_themselves():
         return images
 
     keras_stn.config.set_xla_samplers(False)
-    assert _backend.xla_compiled(("config_test", 0), fn) is fn
+    assert backend.xla_compiled(("config_test", 0), fn) is fn
     keras_stn.config.set_xla_samplers(True)
-    compiled = _backend.xla_compiled(("config_test", 1), fn)
+    compiled = backend.xla_compiled(("config_test", 1), fn)
     if keras.backend.backend() == "tensorflow":
         assert compiled is not fn
     else:
         # Other backends compile whole steps themselves.
         assert compiled is fn
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("0", False), ("false", False), ("FALSE", False), ("False", False),
+     ("1", True), ("true", True), ("True", True), ("", True)],
+)
+def test_xla_environment_switch_takes_true_false_1_0(
+    monkeypatch, value, expected
+):
+    keras_stn.config.set_xla_samplers(None)
+    monkeypatch.setenv(keras_stn.config.XLA_SAMPLERS_ENV, value)
+    assert keras_stn.config.xla_samplers() is expected
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("1", True), ("TRUE", True), ("true", True), ("0", False),
+     ("false", False)],
+)
+def test_deterministic_environment_switch_takes_true_false_1_0(
+    monkeypatch, value, expected
+):
+    keras_stn.config.set_deterministic(None)
+    monkeypatch.setenv(keras_stn.config.DETERMINISTIC_ENV, value)
+    assert keras_stn.config.deterministic() is expected
+
+
+@pytest.mark.parametrize(
+    "variable,reader",
+    [
+        ("XLA_SAMPLERS_ENV", "xla_samplers"),
+        ("DETERMINISTIC_ENV", "deterministic"),
+        ("NATIVE_KERNELS_ENV", "native_kernels"),
+    ],
+)
+@pytest.mark.parametrize("value", ["yes", "2", "off", "treu"])
+def test_environment_switches_refuse_other_values(
+    monkeypatch, variable, reader, value
+):
+    # Silently ignoring them (as "false" once was) hides a typo.
+    name = getattr(keras_stn.config, variable)
+    keras_stn.config.set_deterministic(None)
+    keras_stn.config.set_xla_samplers(None)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=rf"{name} must be 1, 0, true or"):
+        getattr(keras_stn.config, reader)()
+
+
+def test_native_kernels_switch(monkeypatch):
+    monkeypatch.delenv(keras_stn.config.NATIVE_KERNELS_ENV, raising=False)
+    assert keras_stn.config.native_kernels() is True
+    keras_stn.config.set_native_kernels(False)
+    try:
+        assert keras_stn.config.native_kernels() is False
+        assert backend.native_sampler(
+            "bilinear", 2, "zeros", False, None, False
+        ) is None
+    finally:
+        keras_stn.config.set_native_kernels(None)
+    monkeypatch.setenv(keras_stn.config.NATIVE_KERNELS_ENV, "false")
+    assert keras_stn.config.native_kernels() is False

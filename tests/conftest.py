@@ -104,8 +104,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 # MNIST for the tests that need it: the four original files are read from
-# `../shared/data/mnist` (relative to the repository root); tfds prepares
-# them into a session temporary directory, never the repository or
+# `../shared/data/mnist` (relative to the repository root); `data_dir` is a
+# session temporary directory, never the repository or
 # `~/tensorflow_datasets`. Without the files those tests skip, saying where
 # the files belong.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,9 +116,7 @@ MNIST_FILES_DIR = os.path.normpath(
 
 @pytest.fixture(scope="session")
 def mnist_dirs(tmp_path_factory):
-    """`{"data_dir": ..., "manual_dir": ...}` with MNIST prepared."""
-    # Imported here: it needs tensorflow-datasets, which the JAX and
-    # PyTorch environments do not have.
+    """`{"data_dir": ..., "manual_dir": ...}` with MNIST's files checked."""
     from keras_stn.experiments.data import mnist
 
     missing = [
@@ -132,5 +130,5 @@ def mnist_dirs(tmp_path_factory):
             "four original files there (see its README.md)"
         )
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    mnist.prepared_builder(data_dir, MNIST_FILES_DIR)
+    mnist.load_mnist(MNIST_FILES_DIR, "test")  # checks the checksums
     return {"data_dir": data_dir, "manual_dir": MNIST_FILES_DIR}

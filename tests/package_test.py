@@ -1,6 +1,7 @@
 """What `import keras_stn` and `keras-stn --help` load, and what the code may
 import: the promises that keep the library backend-neutral and quick."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -102,17 +103,21 @@ def test_no_private_api_is_used():
     for path in _python_files():
         if os.path.abspath(path) == os.path.abspath(__file__):
             continue
+        relative = os.path.relpath(path, ROOT)
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if pattern.search(line):
-                    found.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
+                    found.append(f"{relative}:{number}: {line.strip()}")
     assert not found, "\n".join(found)
 
 
 def test_tensorflow_is_imported_in_one_library_module():
-    """Only `keras_stn/_tensorflow.py` (and the tfds application) import
-    TensorFlow at module level; everything else reaches it through it."""
-    allowed = {os.path.join("keras_stn", "_tensorflow.py")}
+    """Only `keras_stn/ops/backend/tensorflow_ops.py` (and the tfds
+    application) import TensorFlow at module level; everything else
+    reaches it through the kernel seam."""
+    allowed = {
+        os.path.join("keras_stn", "ops", "backend", "tensorflow_ops.py")
+    }
     found = []
     for path in _python_files():
         relative = os.path.relpath(path, ROOT)
@@ -151,3 +156,63 @@ def test_commands_hide_the_backend_start_up_lines(tmp_path):
     assert len(lines) == 1, run.stderr[-2000:]
     assert lines[0].startswith("keras-stn show: error:"), lines
     assert "model.keras" in lines[0]
+
+
+def _import_without(backend):
+    """`import keras_stn` in a fresh process whose Keras backend is
+    `backend`, with `backend` not importable: a real absence where it is
+    not installed, else blocked (`sys.modules[backend] = None`)."""
+    block = (
+        f"import sys\nsys.modules[{backend!r}] = None\n"
+        if importlib.util.find_spec(backend) is not None
+        else ""
+    )
+    return subprocess.run(
+        [sys.executable, "-c", block + "import keras_stn\n"],
+        cwd=ROOT,
+        env=dict(os.environ, KERAS_BACKEND=backend),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_missing_backend_is_named_in_a_few_lines(backend):
+    run = _import_without(backend)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    # The traceback's header and one frame, then the message: no frames
+    # from inside Keras.
+    assert len(lines) <= 7, run.stderr
+    first = next(
+        i for i, line in enumerate(lines) if line.startswith("ImportError:")
+    )
+    message = "\n".join(lines[first:])
+    assert f"Keras' backend is {backend!r}" in message
+    assert f"KERAS_BACKEND={backend}" in message
+    assert f'pip install "keras-stn[{backend}]"' in message
+    for other in ("tensorflow", "jax", "torch"):
+        if other != backend and importlib.util.find_spec(other) is not None:
+            assert other in message.split("Installed backends:")[1], message
+
+
+def test_version_is_in_one_place():
+    import keras_stn
+
+    with open(os.path.join(ROOT, "setup.cfg"), encoding="utf-8") as f:
+        setup = f.read()
+    assert re.search(r"^version = attr: keras_stn.__version__$", setup, re.M), (
+        "setup.cfg must read the version from keras_stn.__version__"
+    )
+    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_stn.__version__)
+    with open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8") as f:
+        assert f"## {keras_stn.__version__}" in f.read()
+
+
+def test_py_typed_is_shipped():
+    assert os.path.isfile(os.path.join(ROOT, "keras_stn", "py.typed"))
+    with open(os.path.join(ROOT, "setup.cfg"), encoding="utf-8") as f:
+        assert re.search(
+            r"^\[options.package_data\]\nkeras_stn = py.typed$", f.read(), re.M
+        )

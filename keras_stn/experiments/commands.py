@@ -13,14 +13,14 @@ import os
 import re
 
 from keras_stn.experiments import run_folder
+from keras_stn.experiments import settings
 from keras_stn.utils import argument_validation
 
 # Errors that describe a wrong argument, file or folder: the command prints
 # them and exits with status 2. Anything else is a bug, with its traceback.
 USER_ERRORS = (ValueError, OSError, ImportError, run_folder.RunInUseError)
-# Pictures of more digits than this are unreadable (and slow to draw).
-MAX_PICTURE_EXAMPLES = 64
-MNIST_TEST_EXAMPLES = 10000
+MAX_PICTURE_EXAMPLES = settings.MAX_PICTURE_EXAMPLES
+MNIST_TEST_EXAMPLES = settings.MNIST_TEST_EXAMPLES
 
 
 def _training_kwargs(args):
@@ -201,6 +201,8 @@ def _load_model(path, argument):
 
 
 def samples(args):
+    from keras import ops
+
     from keras_stn import viz
     from keras_stn.experiments.data import distorted
 
@@ -208,20 +210,18 @@ def samples(args):
     argument_validation.check_writable_folder(args.out_dir, "--out-dir")
     for name in args.data:
         variant = name.upper()
-        images, labels = next(
-            iter(
-                distorted.distorted_mnist(
-                    variant,
-                    args.split,
-                    args.count,
-                    seed=args.seed,
-                    data_dir=args.data_dir,
-                    manual_dir=args.manual_dir,
-                )
-            )
-        )
+        images, labels = distorted.DistortedMNIST(
+            variant,
+            args.split,
+            args.count,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            manual_dir=args.manual_dir,
+        ).element(0)
         figure = _plot_samples(
-            images.numpy(), labels.numpy(), f"{variant} MNIST ({args.split})"
+            ops.convert_to_numpy(images),
+            labels,
+            f"{variant} MNIST ({args.split})",
         )
         path = os.path.join(args.out_dir, f"{name}.png")
         print(viz.save_figure(figure, path))
@@ -334,11 +334,9 @@ def invariance(args):
         model = _load_model(os.path.join(run, run_folder.MODEL_FILE), "--runs")
         _check_classifier(model, 42, "--runs")
         models[name] = model
-    source = mnist.load_split(
-        f"test[:{args.examples}]", args.data_dir, args.manual_dir
-    )
-    digits = source.images[source.start : source.stop]
-    labels = source.labels[source.start : source.stop]
+    images, labels = mnist.load_mnist(args.manual_dir, "test", args.data_dir)
+    digits = images[: args.examples, ..., None]
+    labels = labels[: args.examples]
     curves = invariance.accuracy_curves(models, digits, labels)
     results.write_json(os.path.splitext(out)[0] + ".json", curves)
     figure = invariance.plot_curves(

@@ -43,6 +43,7 @@ import keras
 from keras_stn import models
 from keras_stn.experiments import results
 from keras_stn.experiments import run_folder
+from keras_stn.experiments import settings as constants
 from keras_stn.ops import transforms
 from keras_stn.utils import argument_validation
 
@@ -51,9 +52,8 @@ DATASETS = {"r": ("R", 28), "rts": ("RTS", 42), "p": ("P", 28)}
 DATASETS.update({"e": ("E", 28), "tc": ("TC", 60)})
 MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
 OPTIMIZERS = ("adam", "sgd")
-MNIST_TRAIN_EXAMPLES = 60000
-# `keras.utils.set_random_seed` seeds NumPy, which takes 32-bit seeds.
-MAX_SEED = 2**32 - 1
+MNIST_TRAIN_EXAMPLES = constants.MNIST_TRAIN_EXAMPLES
+MAX_SEED = constants.MAX_SEED
 BACKUP_DIR = "backup"
 _BUILDERS = {
     "cnn": models.cnn,
@@ -72,19 +72,6 @@ def _choice(value, valid, name):
             f"{name}={value!r}"
         )
     return value.lower()
-
-
-def _positive_float(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive float. Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def check_transform(model, transform):
@@ -120,14 +107,12 @@ def build_model(model, data, transform="affine", num_classes=10):
     return _BUILDERS[model]((side, side, 1), num_classes, **kwargs)
 
 
-# Where the distorted digits come from: tf.data pipelines (TensorFlow
-# backend) or `keras.utils.PyDataset`s drawn with NumPy and warped by the
-# backend (any backend, no TensorFlow); "auto" takes the first where it can.
-DATA_SOURCES = ("auto", "tfds", "pydataset")
+DATA_SOURCES = constants.DATA_SOURCES
 
 
 def resolve_data_source(data_source="auto"):
-    """`"tfds"` or `"pydataset"`: what `data_source` means on this backend.
+    """`"tfds"` or `"pydataset"`: the adapter `data_source` means on this
+    backend (the tf.data one needs TensorFlow; both serve the same batches).
 
     Raises:
         ValueError: an unknown source, or `"tfds"` on another backend than
@@ -139,7 +124,7 @@ def resolve_data_source(data_source="auto"):
         return "tfds" if backend == "tensorflow" else "pydataset"
     if data_source == "tfds" and backend != "tensorflow":
         raise ValueError(
-            "`data_source='tfds'` runs tf.data pipelines, which need the "
+            "`data_source='tfds'` runs a tf.data pipeline, which needs the "
             "TensorFlow backend (KERAS_BACKEND=tensorflow); use 'pydataset' "
             f"or 'auto' on {backend!r}. Received: data_source='tfds'"
         )
@@ -193,12 +178,12 @@ def make_datasets(
         data_dir, manual_dir: where MNIST is.
         epochs: int or None. With an int, the training dataset holds the
             epochs `initial_epoch .. epochs - 1` one after another, each a
-            function of `(seed, epoch)` (`distorted_mnist`'s numbered
-            epochs): give `fit` `steps_per_epoch=ceil(num_train /
-            batch_size)`. None: one pass, reshuffled per iteration.
+            function of `(seed, epoch)` (`batches`' numbered epochs):
+            give `fit` `steps_per_epoch=ceil(num_train / batch_size)`.
+            None: endless epochs from `initial_epoch`.
         initial_epoch: int, the first epoch held.
         data_source: `"auto"` (default), `"tfds"` or `"pydataset"`
-            (`resolve_data_source`).
+            (`resolve_data_source`): the adapter; the batches are the same.
     Returns:
         `(train, test, num_train)`: `tf.data.Dataset`s or
         `keras.utils.PyDataset`s of batches of `(B, S, S, 1)` float32
@@ -208,25 +193,11 @@ def make_datasets(
     if train_examples is not None:
         train_examples = _check_train_examples(train_examples)
     split = "train" if train_examples is None else f"train[:{train_examples}]"
-    common = {"data_dir": data_dir, "manual_dir": manual_dir}
-    if resolve_data_source(data_source) == "pydataset":
-        from keras_stn.experiments.data import source
-
-        train = source.DistortedMNIST(
-            variant,
-            split,
-            batch_size,
-            seed=seed,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            **common,
-        )
-        test = source.DistortedMNIST(variant, "test", 256, **common)
-        return train, test, train_examples or MNIST_TRAIN_EXAMPLES
-
+    adapter = resolve_data_source(data_source)
     from keras_stn.experiments.data import distorted
 
-    train = distorted.distorted_mnist(
+    common = {"data_dir": data_dir, "manual_dir": manual_dir}
+    train = distorted.DistortedMNIST(
         variant,
         split,
         batch_size,
@@ -235,8 +206,17 @@ def make_datasets(
         initial_epoch=initial_epoch,
         **common,
     )
-    test = distorted.distorted_mnist(variant, "test", 256, **common)
-    return train, test, train_examples or MNIST_TRAIN_EXAMPLES
+    test = distorted.DistortedMNIST(variant, "test", 256, **common)
+    if adapter == "pydataset":
+        from keras_stn.experiments.data import source
+
+        adapt = source.PyDatasetSource
+    else:
+        from keras_stn.experiments.data import tfdata
+
+        adapt = tfdata.dataset
+    num_train = train_examples or MNIST_TRAIN_EXAMPLES
+    return adapt(train), adapt(test), num_train
 
 
 def _check_train_examples(value):
@@ -416,8 +396,9 @@ def run_settings(
     Returns:
         dict with `data`, `model`, `transform` (None for plain networks),
         `epochs`, `batch_size`, `optimizer`, `learning_rate`,
-        `train_examples` (60000 for None), `seed` and `data_source`
-        (resolved: `"tfds"` or `"pydataset"`).
+        `train_examples` (60000 for None) and `seed`. `data_source` is
+        checked but not returned: both adapters serve the same batches, so
+        it is not part of a run's identity.
     Raises:
         ValueError: naming the first bad argument.
     """
@@ -425,7 +406,7 @@ def run_settings(
     optimizer = _choice(optimizer, OPTIMIZERS, "optimizer")
     if learning_rate is None:
         learning_rate = 1e-3 if optimizer == "adam" else 0.01
-    return {
+    checked = {
         "data": _choice(data, tuple(DATASETS), "data"),
         "model": model,
         "transform": check_transform(model, transform),
@@ -434,15 +415,28 @@ def run_settings(
             batch_size, "batch_size"
         ),
         "optimizer": optimizer,
-        "learning_rate": _positive_float(learning_rate, "learning_rate"),
+        "learning_rate": constants.positive_float(
+            learning_rate, "learning_rate"
+        ),
         "train_examples": MNIST_TRAIN_EXAMPLES
         if train_examples is None
         else _check_train_examples(train_examples),
         "seed": argument_validation.check_int_between(
             seed, "seed", 0, MAX_SEED
         ),
-        "data_source": resolve_data_source(data_source),
     }
+    resolve_data_source(data_source)
+    return checked
+
+
+def _data_stream(record):
+    """The random streams a run's batches were drawn from: recorded since
+    stream 1; before, `"pydataset"` runs drew stream 1's batches already
+    (the one data stack kept their definition), tf.data runs (`"tfds"`,
+    or no `data_source` recorded) others, stream 0."""
+    if "data_stream" in record:
+        return record["data_stream"]
+    return 1 if record.get("data_source") == "pydataset" else 0
 
 
 class RunExistsError(FileExistsError):
@@ -464,7 +458,9 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
         RunExistsError: the folder holds a run, without `resume` or
             `overwrite`.
         ValueError: with `resume`, the run's settings differ (the message
-            names them) or its `results.json` is damaged.
+            names them), an unfinished run was drawn from another data
+            stream (`settings.DATA_STREAM`), or its `results.json` is
+            damaged.
     """
     if overwrite:
         return None
@@ -487,6 +483,17 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
             "there is no run to resume. Start it afresh with --overwrite."
         )
     run_folder.check_settings(record, settings, path)
+    stream = _data_stream(record)
+    if record.get("status") != "complete" and stream != constants.DATA_STREAM:
+        raise ValueError(
+            f"{directory} holds an unfinished run drawn from another data "
+            f"stack (data stream {stream}, data_source="
+            f"{record.get('data_source', 'tfds')!r}; this version draws "
+            f"stream {constants.DATA_STREAM}): its remaining epochs cannot "
+            "be drawn as it started them, so it is not resumed; nothing was "
+            "changed. Pass --overwrite (`overwrite=True`) to train it "
+            "afresh, or use another --out-dir."
+        )
     return record
 
 
@@ -567,8 +574,11 @@ def train_run(
         verbose: 0, 1 (progress bar) or 2 (a line per epoch).
         data_source: `"auto"` (default: tf.data pipelines on TensorFlow,
             else the TensorFlow-free `keras.utils.PyDataset`s), `"tfds"` or
-            `"pydataset"`. Part of the run's settings (the two draw
-            different distortions).
+            `"pydataset"`: the adapter, recorded but not part of the run's
+            settings (both serve the same batches), so a run may resume on
+            the other. The run records `data_stream`, the version of the
+            random streams: an unfinished run of another stream is not
+            resumed.
     Returns:
         dict: the run's record (also in `results.json`); `test_error` is a
         fraction; `backend`, `device` and `data_source` say what ran it.
@@ -596,7 +606,7 @@ def train_run(
         seed,
         data_source,
     )
-    data_source = settings["data_source"]
+    data_source = resolve_data_source(data_source)
     data, model_name, transform = (settings[k] for k in _RUN_KEYS)
     epochs, batch_size, optimizer, learning_rate, num_train, seed = (
         settings[k] for k in _SCHEDULE_KEYS
@@ -661,6 +671,7 @@ def train_run(
                 "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
                 "paper_error": results.paper_error(model_name, transform, data),
                 "data_source": data_source,
+                "data_stream": constants.DATA_STREAM,
                 "backend": keras.backend.backend(),
                 "device": device_name(),
                 "status": "running",

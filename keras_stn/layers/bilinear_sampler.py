@@ -4,7 +4,7 @@ import keras
 
 from keras_stn.layers import _layout
 from keras_stn.ops import coordinates
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.utils import argument_validation
 
 
@@ -90,7 +90,7 @@ class BilinearSampler(keras.layers.Layer):
     def call(self, images, grid):
         # The ops read channels-last images: a channels-first layer pays
         # one transpose in and one out (see `_layout`).
-        outputs = sampler.sample(
+        outputs = sampling.sample(
             _layout.to_channels_last(images, self.data_format),
             grid,
             kernel=self.kernel,
@@ -128,8 +128,8 @@ class BilinearSampler(keras.layers.Layer):
 
 def check_sampling_options(kernel, padding_mode, antialias):
     """Validates sampler options at construction time (the layers' checks
-    of the arguments `sampler.sample` takes)."""
-    argument_validation.check_choice(kernel, sampler.KERNELS, "kernel")
+    of the arguments `sampling.sample` takes)."""
+    argument_validation.check_choice(kernel, sampling.KERNELS, "kernel")
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
 
 # Above this many input channels the depthwise form (F * C_in channels per
 # pixel) stops paying for itself; the layer uses TensorFlow's kernel.
@@ -61,20 +61,20 @@ class DepthwiseGradConv2D(keras.layers.Conv2D):
     def _fast(self, inputs):
         return (
             self.fast_input_gradient
-            and _backend.is_tensorflow()
+            and backend.name() == "tensorflow"
             and self.data_format == "channels_last"
             and tuple(self.strides) == (1, 1)
             and tuple(self.dilation_rate) == (1, 1)
             and self.groups == 1
             and inputs.shape[-1] is not None
             and inputs.shape[-1] <= MAX_FAST_CHANNELS
-            and not _backend.tensorflow().has_gpu()
+            and not backend.on_gpu(inputs)
         )
 
     def convolution_op(self, inputs, kernel):
         if not self._fast(inputs):
             return super().convolution_op(inputs, kernel)
-        return _backend.tensorflow().conv2d_depthwise_input_grad(
+        return backend.conv2d_depthwise_input_grad(
             inputs, kernel, self.padding
         )
 

@@ -44,7 +44,7 @@ class GridGenerator(keras.layers.Layer):
         self, output_size, transform="affine", align_corners=False, **kwargs
     ):
         super().__init__(**kwargs)
-        self.transform = argument_validation.check_transform(transform)
+        self.transform = transforms.check_name(transform)
         self.output_size = _check_output_size(
             output_size, transforms.get(self.transform).spatial_dims
         )

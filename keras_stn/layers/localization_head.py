@@ -45,7 +45,7 @@ class LocalizationHead(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.family = transforms.get(
-            argument_validation.check_transform(transform)
+            transforms.check_name(transform)
         )
         # Finite: a NaN or inf multiplier would turn every localization
         # gradient into NaN.
@@ -114,4 +114,4 @@ def _scale_gradient(x, scale):
 
 
 # The family-name check under the name models.mnist_nets calls.
-check_transform = argument_validation.check_transform
+check_transform = transforms.check_name

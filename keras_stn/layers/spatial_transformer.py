@@ -9,7 +9,7 @@ from keras_stn.layers import _layout
 from keras_stn.layers import bilinear_sampler
 from keras_stn.layers import localization as localization_lib
 from keras_stn.layers import localization_head
-from keras_stn.ops import sampler
+from keras_stn.ops import sampling
 from keras_stn.ops import transforms
 from keras_stn.utils import argument_validation
 
@@ -121,7 +121,7 @@ class SpatialTransformer(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.data_format = _layout.standardize(data_format)
-        self.transform = argument_validation.check_transform(transform)
+        self.transform = transforms.check_name(transform)
         self.output_size = (
             None if output_size is None else _check_output_size(output_size)
         )
@@ -272,7 +272,7 @@ class SpatialTransformer(keras.layers.Layer):
         )
         # The ops read channels-last tensors: a channels-first layer pays
         # one transpose in and one out (see `_layout`).
-        outputs = sampler.sample(
+        outputs = sampling.sample(
             _layout.to_channels_last(inputs, self.data_format),
             grid,
             kernel=self.kernel,

@@ -8,7 +8,7 @@ they are the outer edges of those pixels: `i = ((x + 1) * W - 1) / 2`.
 
 from keras import ops
 
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
 
 PADDING_MODES = ("zeros", "border", "reflection")
 
@@ -31,38 +31,65 @@ def unnormalize(coord, size, align_corners):
     return ((coord + 1.0) * size - 1.0) / 2.0, scale
 
 
-def pixel_indices(grid, height, width, align_corners, clamp_infinite=False):
-    """Unnormalises a grid to pixel indices, zeroing non-finite points.
+def axis_indices(grid, sizes, align_corners, clamp_infinite=False):
+    """Unnormalises each axis of a grid to indices, zeroing non-finite
+    points.
 
     Args:
-        grid: float tensor `(B, H_out, W_out, 2)` of `(x, y)`.
-        height, width: ints or scalar tensors, the input's size.
+        grid: float tensor `(..., N)`, the last axis in the order of
+            `sizes` (`(x, y)` or `(x, y, z)`).
+        sizes: N ints or scalar tensors, the input's size along each grid
+            axis (`(W, H)`, or `(W, H, D)` for volumes).
         align_corners: bool.
-        clamp_infinite: bool. `False`: a point whose index is not finite
-            is invalid. `True` (border padding): only NaN is invalid; an
-            infinite index (an infinite point, or one whose index
-            overflows) becomes the finite index one pixel past that
+        clamp_infinite: bool. `False`: a point with an index that is not
+            finite is invalid. `True` (border padding): only NaN is
+            invalid; an infinite index (an infinite point, or one whose
+            index overflows) becomes the finite index one pixel past that
             border, which border padding clips to the border: PyTorch's
-            `grid_sample` clips infinite indices the same way.
+            `grid_sample` clips infinite indices the same way, in 2-D and
+            3-D.
+    Returns:
+        `(indices, valid, scales)`: N float tensors `grid.shape[:-1]` (0
+        where the point is invalid), the bool mask of valid points and the
+        N scalars d index / d coordinate.
+    """
+    indices, scales = [], []
+    for axis, size in enumerate(sizes):
+        index, scale = unnormalize(grid[..., axis], size, align_corners)
+        indices.append(index)
+        scales.append(scale)
+    test = ops.isnan if clamp_infinite else ops.isfinite
+    checks = [test(index) for index in indices]
+    valid = checks[0]
+    for check in checks[1:]:
+        valid = (
+            ops.logical_or(valid, check)
+            if clamp_infinite
+            else ops.logical_and(valid, check)
+        )
+    if clamp_infinite:
+        valid = ops.logical_not(valid)  # no axis is NaN
+    zeros = ops.zeros_like(indices[0])
+    indices = [ops.where(valid, index, zeros) for index in indices]
+    if clamp_infinite:
+        indices = [
+            ops.clip(index, -1.0, ops.cast(size, index.dtype))
+            for index, size in zip(indices, sizes)
+        ]
+    return indices, valid, scales
+
+
+def pixel_indices(grid, height, width, align_corners, clamp_infinite=False):
+    """`axis_indices` of a 2-D grid `(B, H_out, W_out, 2)` of `(x, y)`.
+
     Returns:
         `(ix, iy, valid, x_scale, y_scale)`: indices `(B, H_out, W_out)`
         (0 where the point is invalid), the bool mask of valid points, and
         the scalars d index / d coordinate.
     """
-    ix, x_scale = unnormalize(grid[..., 0], width, align_corners)
-    iy, y_scale = unnormalize(grid[..., 1], height, align_corners)
-    if clamp_infinite:
-        valid = ops.logical_not(
-            ops.logical_or(ops.isnan(ix), ops.isnan(iy))
-        )
-    else:
-        valid = ops.logical_and(ops.isfinite(ix), ops.isfinite(iy))
-    zeros = ops.zeros_like(ix)
-    ix = ops.where(valid, ix, zeros)
-    iy = ops.where(valid, iy, zeros)
-    if clamp_infinite:
-        ix = ops.clip(ix, -1.0, ops.cast(width, ix.dtype))
-        iy = ops.clip(iy, -1.0, ops.cast(height, iy.dtype))
+    (ix, iy), valid, (x_scale, y_scale) = axis_indices(
+        grid, (width, height), align_corners, clamp_infinite
+    )
     return ix, iy, valid, x_scale, y_scale
 
 
@@ -80,7 +107,7 @@ def _reflect(index, size, align_corners):
     sign = ops.where(shifted < 0, -1.0, 1.0)
     shifted = ops.abs(shifted)
     safe_span = ops.maximum(span, 1.0)
-    flips = _backend.floor(shifted / safe_span)
+    flips = backend.floor(shifted / safe_span)
     extra = ops.mod(shifted, safe_span)
     even = ops.equal(ops.mod(flips, 2.0), 0.0)
     reflected = ops.where(even, extra + low, span - extra + low)

@@ -16,10 +16,9 @@ border pixels and every gradient is the samplers' hand-written one.
 from keras import ops
 
 from keras_stn.ops import coordinates
-from keras_stn.ops import kernels
 from keras_stn.ops import sampling
-from keras_stn.ops import volumes
 from keras_stn.utils import argument_validation
+from keras_stn.utils import shapes
 
 INDEXINGS = ("ij", "xy")
 KERNELS = ("bilinear", "nearest")
@@ -57,7 +56,7 @@ def _check_images(images, displacement, num_axes):
 
 def _spatial_sizes(field, num_axes):
     """The N spatial sizes of `field`, static ints where known."""
-    return sampling.dims(field)[1 : num_axes + 1]
+    return shapes.dims(field)[1 : num_axes + 1]
 
 
 def _to_axis_order(field, indexing):
@@ -101,18 +100,8 @@ def _pixel_locations(displacement, sizes):
 
 
 def _sample(images, grid, kernel, padding_mode):
-    """The sampler for the rank of `images`, with `align_corners=True`."""
-    if len(images.shape) == 4:
-        sampler = {
-            "bilinear": sampling.bilinear_sample,
-            "nearest": kernels.nearest_sample,
-        }[kernel]
-    else:
-        sampler = {
-            "bilinear": volumes.trilinear_sample,
-            "nearest": volumes.nearest_sample_3d,
-        }[kernel]
-    return sampler(images, grid, padding_mode, True)
+    """`sampling.sample` (images or volumes), `align_corners=True`."""
+    return sampling.sample(images, grid, kernel, padding_mode, True)
 
 
 def warp(

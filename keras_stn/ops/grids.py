@@ -1,9 +1,11 @@
-"""Sampling grids from matrices: affine (2x3) and projective (3x3).
+"""Sampling grids from matrices: affine (2x3; 3x4 for volumes) and
+projective (3x3).
 
-Convention: a grid is `(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`;
-theta maps output points to input sampling points (the paper's T_theta),
-with `align_corners` placing the output pixel centres as PyTorch's
-`affine_grid` does.
+Convention: a grid is `(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`
+(volumes: `(B, D_out, H_out, W_out, 3)` of `(x, y, z)`, `x` along `W`,
+`z` along `D`); theta maps output points to input sampling points (the
+paper's T_theta), with `align_corners` placing the output pixel centres as
+PyTorch's `affine_grid` does.
 """
 
 import functools
@@ -11,7 +13,7 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
 from keras_stn.utils import argument_validation
 
 # |w| below this is replaced by +-_W_EPSILON in the projective divide.
@@ -57,15 +59,15 @@ def _axis_coordinates(n, align_corners):
 
 @functools.lru_cache(maxsize=64)
 def base_grid_numpy(size, align_corners):
-    """The identity grid in homogeneous form, float64 `(H * W, 3)` rows
-    `(x, y, 1)`, row-major over `(H, W)`."""
-    height, width = size
-    y, x = np.meshgrid(
-        _axis_coordinates(height, align_corners),
-        _axis_coordinates(width, align_corners),
-        indexing="ij",
+    """The identity grid in homogeneous form: float64 `(H * W, 3)` rows
+    `(x, y, 1)` for `size = (H, W)`, `(D * H * W, 4)` rows `(x, y, z, 1)`
+    for `(D, H, W)`, row-major over `size`."""
+    axes = np.meshgrid(
+        *(_axis_coordinates(n, align_corners) for n in size), indexing="ij"
     )
-    points = np.stack([x, y, np.ones_like(x)], axis=-1).reshape(-1, 3)
+    # The grid's last axis runs (x, y, z): the reverse of the array axes.
+    points = np.stack([*axes[::-1], np.ones_like(axes[0])], axis=-1)
+    points = points.reshape(-1, len(size) + 1)
     # Read-only, as it is cached; torch.compile traces NumPy code with
     # arrays of its own, which have no flags to set.
     if hasattr(points, "setflags"):
@@ -89,8 +91,10 @@ def identity_grid(size, batch_size=1, align_corners=False, dtype="float32"):
     return ops.repeat(grid[None], batch_size, axis=0)
 
 
-def _matrix_theta(theta, rows, num_params, name, form):
-    """Returns theta as float `(B, rows, 3)`, from that shape or flat."""
+def _matrix_theta(theta, rows, num_params, name, form, cols=3):
+    """Returns theta as float `(B, rows, cols)`, from that shape or flat
+    (`num_params` entries, row-major; 8 of a 3x3 matrix: the ninth is 1).
+    """
     theta = argument_validation.as_float_tensor(theta, name)
     argument_validation.check_rank(theta, (2, 3), name, form)
     message = f"`{name}` must have shape {form}."
@@ -98,21 +102,22 @@ def _matrix_theta(theta, rows, num_params, name, form):
         argument_validation.check_last_dim(theta, num_params, name, form)
         # A wrong size not known statically would reshape into another
         # batch: checked when the graph runs.
-        theta = _backend.assert_dims(theta, {1: num_params}, message, name)
+        theta = backend.assert_dims(theta, {1: num_params}, message, name)
         if num_params == 8:
             ones = ops.ones_like(theta[:, :1])
             theta = ops.concatenate([theta, ones], axis=-1)
-        return ops.reshape(theta, (-1, rows, 3))
+        return ops.reshape(theta, (-1, rows, cols))
     if any(
-        d is not None and d != e for d, e in zip(theta.shape[1:], (rows, 3))
+        d is not None and d != e
+        for d, e in zip(theta.shape[1:], (rows, cols))
     ):
         raise ValueError(
             f"`{name}` must have shape {form}. Received: {name}.shape="
             f"{tuple(theta.shape)}"
         )
-    theta = _backend.assert_dims(theta, {1: rows, 2: 3}, message, name)
+    theta = backend.assert_dims(theta, {1: rows, 2: cols}, message, name)
     # Static from here on (combine_points needs the sizes).
-    return ops.reshape(theta, (-1, rows, 3))
+    return ops.reshape(theta, (-1, rows, cols))
 
 
 # Past this many entries (16 MiB in float32) the block matrix of
@@ -176,11 +181,11 @@ def combine_points(matrix, coefficients):
         Tensor `(B, P, rows)`.
     """
     num_terms, rows = coefficients.shape[1:]
-    if _backend.on_gpu(coefficients):
+    if backend.on_gpu(coefficients):
         return _sum_of_products(matrix[None, :, :, None], coefficients[:, None])
     if not _use_block_basis(matrix, rows):
         return ops.einsum("pm,bmi->bpi", matrix, coefficients)
-    flat = _backend.matmul(
+    flat = backend.matmul(
         ops.reshape(coefficients, (-1, num_terms * rows)),
         _block_basis(matrix, rows),
     )
@@ -197,7 +202,7 @@ def combine_points_gradient(matrix, upstream):
         Tensor `(B, M, rows)`: `sum_p matrix[p, m] upstream[b, p, i]`.
     """
     num_points, rows = upstream.shape[1:]
-    if _backend.on_gpu(upstream):
+    if backend.on_gpu(upstream):
         return _sum_of_products(
             matrix[None, :, :, None], upstream[:, :, None], axis=1
         )
@@ -210,7 +215,7 @@ def combine_points_gradient(matrix, upstream):
     # (the sampler's grid gradient) over twice as slow (measured with
     # benchmarks/sampler_benchmark.py, mnist).
     half = num_points // 2 * rows
-    flat = _backend.matmul(flat[:, :half], basis[:half]) + _backend.matmul(
+    flat = backend.matmul(flat[:, :half], basis[:half]) + backend.matmul(
         flat[:, half:], basis[half:]
     )
     return ops.reshape(flat, (-1, matrix.shape[1], rows))
@@ -229,7 +234,7 @@ def affine_grid(theta, size, align_corners=False):
 
     `grid[b, i, j] = theta[b] @ (x_j, y_i, 1)`. The gradient is hand-written:
     `d theta[b] = sum_ij d grid[b, i, j] (x_j, y_i, 1)^T`, one matmul.
-    With a 3-D `size` it is `volumes.affine_grid_3d` (3x4 matrices).
+    With a 3-D `size` it is `affine_grid_3d` (3x4 matrices).
     Convention: theta maps output points to input points, in normalised
     coordinates, as PyTorch's `affine_grid`.
 
@@ -255,9 +260,7 @@ def affine_grid(theta, size, align_corners=False):
     """
     argument_validation.check_bool(align_corners, "align_corners")
     if is_volume_size(size):
-        from keras_stn.ops import volumes
-
-        return volumes.affine_grid_3d(theta, size, align_corners)
+        return affine_grid_3d(theta, size, align_corners)
     size = argument_validation.check_size(size)
     theta = _matrix_theta(theta, 2, 6, "theta", "(B, 2, 3) or (B, 6)")
     theta = guard_non_finite(
@@ -343,3 +346,61 @@ def projective_grid(theta, size, align_corners=False):
         return uv / w, _projective_grid_grad
 
     return ops.reshape(_projective(theta, base), (-1, *size, 2))
+
+
+def affine_grid_3d(theta, size, align_corners=False):
+    """Maps the output voxel grid through 3x4 affine matrices.
+
+    `grid[b, k, i, j] = theta[b] @ (x_j, y_i, z_k, 1)`: PyTorch's
+    `affine_grid` for a 5-D size. The gradient is hand-written:
+    `d theta[b] = sum_kij d grid[b, k, i, j] (x_j, y_i, z_k, 1)^T`. Samples
+    whose theta holds NaN or inf get non-finite points (the samplers read
+    zeros there) and a zero theta gradient (`guard_non_finite`).
+    Convention: theta maps output points to input points, in normalised
+    coordinates; the grid's last axis is `(x, y, z)`.
+
+    Args:
+        theta: float tensor `(B, 3, 4)` or `(B, 12)` (row-major).
+        size: `(D_out, H_out, W_out)`, three positive ints.
+        align_corners: bool. Defaults to `False`.
+    Returns:
+        Tensor `(B, D_out, H_out, W_out, 3)` of `(x, y, z)` sampling
+        points, in the dtype of theta (float32 for float16/bfloat16 theta).
+    Raises:
+        ValueError: if theta's shape or `size` is malformed.
+
+    Example:
+    >>> import numpy as np
+    >>> theta = np.eye(3, 4, dtype="float32")[None]
+    >>> grid = affine_grid_3d(theta, (2, 1, 3), align_corners=True)
+    >>> ops.convert_to_numpy(grid)[0, :, 0, :, 0]
+    array([[-1.,  0.,  1.],
+           [-1.,  0.,  1.]], dtype=float32)
+    """
+    argument_validation.check_bool(align_corners, "align_corners")
+    size = argument_validation.check_volume_size(size)
+    theta = _matrix_theta(
+        theta, 3, 12, "theta", "(B, 3, 4) or (B, 12)", cols=4
+    )
+    theta = guard_non_finite(
+        ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
+    )
+    base = ops.convert_to_tensor(
+        base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
+    )
+
+    # The base points are an input with no gradient, not an array the
+    # function closes over (see `affine_grid`).
+    @ops.custom_gradient
+    def _affine_3d(theta, base):
+        points = combine_points(base, ops.transpose(theta, (0, 2, 1)))
+
+        def _affine_grid_3d_grad(*args, upstream=None):
+            """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
+            upstream = args[0] if upstream is None else upstream
+            grad = combine_points_gradient(base, upstream)
+            return ops.transpose(grad, (0, 2, 1)), None
+
+        return points, _affine_grid_3d_grad
+
+    return ops.reshape(_affine_3d(theta, base), (-1, *size, 3))

@@ -1,528 +1,225 @@
-"""Bilinear sampling with a hand-written gradient, and the sampler dispatch.
+"""The entry of every sampler: one function validates, resolves the
+switches and runs the kernel, for images and volumes alike.
 
-Convention: images are channels-last `(B, H, W, C)`; a grid is
-`(B, H_out, W_out, 2)` holding `(x, y)` in `[-1, 1]` (see `coordinates`);
-`padding_mode` and `align_corners` mean what they mean in PyTorch's
-`grid_sample`, whose values and gradients this op reproduces.
+An image and its grid go through `sample`: the arguments are checked once
+(the input's rank decides 2-D or 3-D here and nowhere else), `deterministic`
+is resolved, float16/bfloat16 are computed in float32, and the kernel comes
+from the kernel seam (`keras_stn.ops.backend`: a framework's native
+kernel where one serves the call) or from the package's own kernels
+(`bilinear`, `trilinear`, `nearest`, `bicubic`), compiled by the seam
+(op-level XLA on TensorFlow). The named samplers (`bilinear_sample`,
+`trilinear_sample`, ...) are `sample` with their kernel.
+
+Convention: channels-last images `(B, H, W, C)` with grids
+`(B, H_out, W_out, 2)` of `(x, y)` in `[-1, 1]`; volumes
+`(B, D, H, W, C)` with grids `(B, D_out, H_out, W_out, 3)` of `(x, y, z)`;
+`padding_mode` and `align_corners` as in PyTorch's `grid_sample`, whose
+values and gradients these reproduce.
 """
 
+import numpy as np
 from keras import ops
 
 from keras_stn import config
-from keras_stn.ops import _backend
-from keras_stn.utils import argument_validation
+from keras_stn.ops import antialias as antialias_lib
+from keras_stn.ops import backend
+from keras_stn.ops import bicubic
+from keras_stn.ops import bilinear
 from keras_stn.ops import coordinates
+from keras_stn.ops import nearest
+from keras_stn.ops import trilinear
+from keras_stn.utils import argument_validation
+from keras_stn.utils import shapes
+
+KERNELS = ("bilinear", "nearest", "bicubic")
+
+# Per number of spatial axes: the input's axes and the grid's.
+_FORMS = {
+    2: (("B", "H", "W", "C"), ("B", "H_out", "W_out", 2)),
+    3: (("B", "D", "H", "W", "C"), ("B", "D_out", "H_out", "W_out", 3)),
+}
+
+# The package's own kernel per (kernel, spatial axes): its `plan`.
+_PLANS = {
+    ("bilinear", 2): bilinear.plan,
+    ("bilinear", 3): trilinear.plan,
+    ("nearest", 2): nearest.plan,
+    ("nearest", 3): nearest.plan,
+    ("bicubic", 2): bicubic.plan,
+}
 
 
-def is_volume(images):
-    """Whether `images` is a batch of volumes `(B, D, H, W, C)` (rank 5):
-    the samplers hand those to `keras_stn.ops.volumes`."""
+def spatial_axes(images):
+    """2 for images `(B, H, W, C)`, 3 for volumes `(B, D, H, W, C)`, else
+    None: the one place that tells images and volumes apart."""
     shape = getattr(images, "shape", None)
-    if shape is None:
-        import numpy as np
-
-        shape = np.shape(images)
-    return len(shape) == 5
+    rank = len(shape if shape is not None else np.shape(images))
+    return {4: 2, 5: 3}.get(rank)
 
 
-def check_sample_args(images, grid, padding_mode, align_corners=False):
-    """Validates the arguments every sampler shares; returns tensors."""
+def _form(axes):
+    return "(" + ", ".join(str(axis) for axis in axes) + ")"
+
+
+def check_sample_args(
+    images, grid, padding_mode, align_corners=False, num_axes=None,
+    name=None,
+):
+    """Validates the arguments every sampler shares.
+
+    Args:
+        images, grid, padding_mode, align_corners: as `sample`'s.
+        num_axes: 2 or 3 to require images or volumes; None takes either,
+            by the rank of `images`.
+        name: the input's name in messages (default: `"images"`, or
+            `"volumes"` when `num_axes` is 3).
+    Returns:
+        `(images, grid, num_axes)`, the first two as float tensors.
+    Raises:
+        ValueError: naming the argument, its expected form and the value.
+    """
     argument_validation.check_choice(
         padding_mode, coordinates.PADDING_MODES, "padding_mode"
     )
     argument_validation.check_bool(align_corners, "align_corners")
-    images = argument_validation.as_float_tensor(images, "images")
+    name = name or ("volumes" if num_axes == 3 else "images")
+    images = argument_validation.as_float_tensor(images, name)
     grid = argument_validation.as_float_tensor(grid, "grid")
-    argument_validation.check_rank(images, 4, "images", "(B, H, W, C)")
-    argument_validation.check_rank(grid, 4, "grid", "(B, H_out, W_out, 2)")
-    argument_validation.check_last_dim(grid, 2, "grid", "(B, H_out, W_out, 2)")
-    argument_validation.check_same_batch(images, grid, "images", "grid")
-    for axis, name in ((1, "H"), (2, "W")):
-        if images.shape[axis] == 0:
+    found = spatial_axes(images)
+    if num_axes is None and found is None:
+        raise ValueError(
+            f"`{name}` must have shape {_form(_FORMS[2][0])} or "
+            f"{_form(_FORMS[3][0])}. Received: {name}.shape="
+            f"{tuple(images.shape)} (rank {len(images.shape)})"
+        )
+    num_axes = num_axes or found
+    image_form, grid_form = _FORMS[num_axes]
+    shapes.check_shapes((name, images, image_form), ("grid", grid, grid_form))
+    for axis, size in zip(image_form[1:], images.shape[1:]):
+        if size == 0:
+            what = "channel" if axis == "C" else f"non-empty {axis}"
             raise ValueError(
-                f"`images` must have a non-empty {name} axis. Received: "
-                f"images.shape={tuple(images.shape)}"
+                f"`{name}` must have a {what} axis of at least one entry: "
+                f"shape {_form(image_form)}. Received: {name}.shape="
+                f"{tuple(images.shape)}"
             )
     # What the static checks could not see (None dims in a traced graph).
-    grid = _backend.assert_dims(
-        grid, {3: 2}, "`grid` must have shape (B, H_out, W_out, 2).", "grid"
-    )
-    grid = _backend.assert_dims(
+    grid = backend.assert_dims(
         grid,
-        {0: dims(images)[0]},
-        "`images` and `grid` must have the same batch size.",
+        {num_axes + 1: num_axes, 0: shapes.dims(images)[0]},
+        f"`grid` must have shape {_form(grid_form)} and the batch size of "
+        f"`{name}`.",
         "grid",
     )
-    return images, grid
+    return images, grid, num_axes
 
 
-def dims(x):
-    """Returns the shape of `x`, static ints where known, else tensors."""
-    dynamic = ops.shape(x)
-    return [s if s is not None else dynamic[i] for i, s in enumerate(x.shape)]
-
-
-def sample_points(grid, height, width, padding_mode, align_corners):
-    """Everything about the four bilinear taps that depends on the grid only.
-
-    Non-finite points (NaN in `x` or `y`; inf, or an index that overflows,
-    except under border padding) get zero weights and zero derivatives:
-    they sample zeros and pass no gradient, and the rest of the batch is
-    untouched. Under border padding an infinite index reads the border, as
-    in PyTorch, with a zero derivative along that axis.
-
-    Args:
-        grid: float tensor `(B, H_out, W_out, 2)`.
-        height, width: ints (or scalar tensors), the input's `H` and `W`.
-    Returns:
-        A dict of `(B, H_out, W_out)` tensors: `row`, `col` (int32, the
-        north-west tap in a frame of one zero pixel around the image, so in
-        `[0, H]` and `[0, W]`), `fx`, `fy` (fractional parts), `dx`, `dy`
-        (d index / d grid coordinate, padding and validity included) and
-        `valid` (1.0 or 0.0); `weights` `(B, H_out, W_out, 4)` for the
-        taps nw, ne, sw, se, and the same as a list, `tap_weights`.
-    """
-    dtype = grid.dtype
-    ix, iy, valid, x_scale, y_scale = coordinates.pixel_indices(
-        grid,
-        height,
-        width,
-        align_corners,
-        clamp_infinite=padding_mode == "border",
-    )
-    zeros = ops.zeros_like(ix)
-    ix, x_pad = coordinates.apply_padding(
-        ix, width, padding_mode, align_corners
-    )
-    iy, y_pad = coordinates.apply_padding(
-        iy, height, padding_mode, align_corners
-    )
-    w = ops.cast(width, dtype)
-    h = ops.cast(height, dtype)
-    # Past one pixel outside, every tap reads the zero frame: clamp there
-    # (the derivative is zero) so that indices stay in the frame.
-    x_in = ops.logical_and(ix >= -1.0, ix < w)
-    y_in = ops.logical_and(iy >= -1.0, iy < h)
-    ix = ops.clip(ix, -1.0, w)
-    iy = ops.clip(iy, -1.0, h)
-    x0 = ops.minimum(_backend.floor(ix), w - 1.0)
-    y0 = ops.minimum(_backend.floor(iy), h - 1.0)
-    fx = ix - x0
-    fy = iy - y0
-    valid_f = ops.cast(valid, dtype)
-    wx0, wx1 = (1.0 - fx) * valid_f, fx * valid_f
-    wy0 = 1.0 - fy
-    tap_weights = [wx0 * wy0, wx1 * wy0, wx0 * fy, wx1 * fy]
-    weights = ops.stack(tap_weights, axis=-1)
-    dx = ops.where(ops.logical_and(valid, x_in), x_pad * x_scale, zeros)
-    dy = ops.where(ops.logical_and(valid, y_in), y_pad * y_scale, zeros)
-    return {
-        "row": ops.cast(y0, "int32") + 1,
-        "col": ops.cast(x0, "int32") + 1,
-        "weights": weights,
-        "tap_weights": tap_weights,
-        "fx": fx,
-        "fy": fy,
-        "dx": dx,
-        "dy": dy,
-        "valid": valid_f,
-    }
-
-
-def _gather_corner_table(images, row, col, deterministic=False):
-    """Four taps by one gather of `4C` values per point from a table that
-    stacks each framed pixel with its east, south and south-east
-    neighbours. A quarter of the index work of four gathers: the faster
-    layout for few channels. Its gradient (autodiff of gather, pad and
-    concatenate) is one scatter of `4C` rows, folded back onto the pixels.
-    """
-    framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    table = ops.concatenate(
-        [
-            framed[:, :-1, :-1],
-            framed[:, :-1, 1:],
-            framed[:, 1:, :-1],
-            framed[:, 1:, 1:],
-        ],
-        axis=-1,
-    )
-    taps = _backend.gather_pixels(table, row, col, deterministic)
-    channels = images.shape[-1] or ops.shape(images)[-1]
-    return ops.reshape(taps, (*ops.shape(row), 4, channels))
-
-
-def _gather_framed_image(images, row, col, deterministic=False):
-    """Four taps by one gather of `C` values at four indices per point from
-    the zero-framed image: no table to build, the faster layout for many
-    channels. Its gradient is one scatter of `4 * N` rows of `C`
-    (`_backend.gather_quads`).
-    """
-    framed = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return _backend.gather_quads(framed, row, col, deterministic)
-
-
-def _gather_clipped(images, row, col, deterministic=False):
-    """Four taps read from the image itself at indices clipped into it,
-    those outside zeroed: no framed copy of the image is written, and the
-    gradient scatters straight onto its pixels (the faster layout on GPUs,
-    where the copy costs as much as the gather).
-    """
-    _, height, width, _ = dims(images)
-    corners = _clipped_corners(row, col, height, width)
-    rows, cols, inside = (
-        ops.stack([corner[k] for corner in corners], axis=-1)
-        for k in range(3)
-    )
-    taps = _backend.gather_pixels(images, rows, cols, deterministic)
-    return taps * ops.cast(inside, images.dtype)[..., None]
-
-
-def _clipped_corners(row, col, height, width):
-    """The four taps nw, ne, sw, se of each point in the image itself:
-    a list of `(rows, cols, inside)`, the indices clipped into the image
-    and a bool tensor of the taps that lie in it (the others read zero).
-
-    Args:
-        row, col: int32 `(B, H_out, W_out)`, the north-west tap in the
-            zero-framed image (`sample_points`).
-        height, width: ints (or scalar tensors), the image's `H` and `W`.
-    """
-    north, west = row - 1, col - 1  # back from the frame's coordinates
-    corners = (
-        (north, west),
-        (north, west + 1),
-        (north + 1, west),
-        (north + 1, west + 1),
-    )
-    return [
-        (
-            ops.clip(rows, 0, height - 1),
-            ops.clip(cols, 0, width - 1),
-            ops.logical_and(
-                ops.logical_and(rows >= 0, rows < height),
-                ops.logical_and(cols >= 0, cols < width),
-            ),
-        )
-        for rows, cols in corners
-    ]
-
-
-def _gather_split(images, row, col, deterministic=False):
-    """The four taps read as `_gather_clipped` reads them, as a list of
-    four `(B, H_out, W_out, C)` tensors: each output is then an
-    elementwise sum of gathers, which XLA fuses into one loop, where a
-    stacked `(..., 4, C)` array is written and reduced over its tap axis.
-    Their transpose is one scatter-add (`_backend.gather_tap_major`). Taps
-    outside the image are read at the clipped index, not zeroed:
-    `_combine_split` gives them zero weight (zeroing `(..., C)` arrays
-    here made XLA write each tap twice in a step, once as gathered and
-    once masked).
-    """
-    _, height, width, _ = dims(images)
-    corners = _clipped_corners(row, col, height, width)
-    return _backend.gather_tap_major(
-        images,
-        ops.stack([rows for rows, _, _ in corners], axis=1),
-        ops.stack([cols for _, cols, _ in corners], axis=1),
-        deterministic,
-    )
-
-
-def _bilinear_images_gradient(
-    images, grid, upstream, padding_mode, align_corners
-):
-    """The gradient of `bilinear_sample` w.r.t. `images`, written as the
-    transpose itself: each tap's upstream rows times its weight, all four
-    taps' rows in one scatter-add onto the image (tap-major, indices
-    clipped into the image, taps outside weighted zero).
-
-    The autodiff of a gather layout writes a `(..., 4, C)` array of tap
-    updates and, for the framed layouts, a framed gradient that is then
-    cropped; this writes the updates once. Differentiable w.r.t. `grid`
-    and `upstream` (second derivatives).
-
-    Args:
-        images: float tensor `(B, H, W, C)` (only its shape is read).
-        grid: float tensor `(B, H_out, W_out, 2)`.
-        upstream: float tensor `(B, H_out, W_out, C)`.
-    Returns:
-        Tensor `(B, H, W, C)`.
-    """
-    batch, height, width, channels = dims(images)
-    points = sample_points(grid, height, width, padding_mode, align_corners)
-    corners = _clipped_corners(points["row"], points["col"], height, width)
-    updates, indices = [], []
-    for (rows, cols, inside), weight in zip(corners, points["tap_weights"]):
-        weight = ops.where(inside, weight, ops.zeros_like(weight))
-        updates.append(
-            ops.reshape(upstream * weight[..., None], (-1, channels))
-        )
-        index = _backend.flat_index(rows, cols, height, width)
-        indices.append(ops.reshape(index, (-1,)))
-    summed = _backend.scatter_add_rows(
-        ops.concatenate(updates, axis=0),
-        ops.concatenate(indices, axis=0),
-        batch * height * width,
-    )
-    return ops.reshape(summed, ops.shape(images))
-
-
-# Up to this many channels a corner table beats four gathers (measured with
-# benchmarks/sampler_benchmark.py on a 2-core CPU: faster for mnist, C=1;
-# slower for cub, C=3, and feat, C=64, forward and backward).
-CORNER_TABLE_MAX_CHANNELS = 1
-
-
-# From this many channels the split layout is the faster on CPUs too,
-# forward and backward (measured with benchmarks/sampler_benchmark.py on a
-# 2-core CPU: feat, C = 64, under TensorFlow's op-level XLA and JAX).
-SPLIT_MIN_CHANNELS = 16
-
-
-def resolve_layout(images):
-    """`config.gather_layout()` with `"auto"` resolved for `images`: on a
-    GPU `"split"`; on a CPU `"split"` from `SPLIT_MIN_CHANNELS` channels,
-    else `"framed"`, except that JAX on a CPU takes `"split"` for images
-    of any depth (measured with benchmarks/sampler_benchmark.py on a
-    2-core CPU: there the other layouts' stacked `(..., 4, C)` gathers took
-    5-15x as long, forward)."""
-    layout = config.gather_layout()
-    if layout != "auto":
-        return layout
-    channels = images.shape[-1]
-    many = channels is not None and channels >= SPLIT_MIN_CHANNELS
-    if len(images.shape) == 4 and _backend.is_jax_on_cpu():
-        many = True
-    return "split" if many or _backend.on_gpu(images) else "framed"
-
-
-def tensorflow_cpu_plan(channels):
-    """`(forward, grid, direct)`: the gather layouts of the forward pass and
-    of the gradient w.r.t. the grid, and whether the gradient w.r.t. the
-    images is `_bilinear_images_gradient` (else the autodiff of the
-    layout's gather), for a sampler that TensorFlow compiles by itself
-    on a CPU with `gather_layout("auto")`.
-
-    Measured per function with benchmarks/sampler_benchmark.py on a
-    2-core CPU: below `SPLIT_MIN_CHANNELS` channels four separate gathers
-    are the faster forward pass and the framed layout the faster grid
-    gradient; from there the clipped layout is as fast a forward pass and
-    the faster grid gradient, and whole-step XLA then shares the two
-    functions' gathers. The direct image gradient is faster than every
-    layout's autodiff but the corner table's (one channel).
-    """
-    many = channels is not None and channels >= SPLIT_MIN_CHANNELS
-    direct = channels is None or channels > CORNER_TABLE_MAX_CHANNELS
-    if many:
-        return "clipped", "clipped", direct
-    return "split", "framed", direct
-
-
-def gather_taps(images, row, col, layout="framed", deterministic=False):
-    """The four bilinear taps around each point.
-
-    Args:
-        images: float tensor `(B, H, W, C)`.
-        row, col: int32 `(B, H_out, W_out)`, the north-west tap in the
-            zero-framed image (`sample_points`).
-        layout: `"framed"` or `"clipped"` (`config.set_gather_layout`;
-            `"split"` is `_gather_split`, a list of taps).
-        deterministic: bool, whether the gradient w.r.t. `images` is
-            bitwise reproducible (`config.set_deterministic`).
-    Returns:
-        Tensor `(B, H_out, W_out, 4, C)`, taps nw, ne, sw, se; taps outside
-        the image read zero. Differentiable w.r.t. `images` (a scatter-add).
-    """
-    if layout == "clipped":
-        return _gather_clipped(images, row, col, deterministic)
-    channels = images.shape[-1]
-    if channels is not None and channels <= CORNER_TABLE_MAX_CHANNELS:
-        return _gather_corner_table(images, row, col, deterministic)
-    return _gather_framed_image(images, row, col, deterministic)
-
-
-def _bilinear_sample_core(
+def sample(
     images,
     grid,
-    padding_mode,
-    align_corners,
-    layout,
-    deterministic,
-    channel_slice=None,
+    kernel="bilinear",
+    padding_mode="zeros",
+    align_corners=False,
+    antialias=False,
+    deterministic=None,
 ):
-    """Bilinear sampling of float32/64 `images` at `grid`.
+    """Samples `images` at `grid` with any kernel, optionally anti-aliased.
 
-    The taps are gathered by differentiable ops (their gradient w.r.t. the
-    images is the scatter-add, pruned when nobody asks for it); the kernel
-    that combines them has the hand-written gradient. `channel_slice`: the
-    width `_sum_over_channels` adds slices of in the grid gradient (None:
-    one reduction).
+    With anti-aliasing, each output pixel averages `S x S` samples spread
+    over its footprint in the input (`antialias.supersample_grid`), which
+    removes the aliasing of a downsampling transform; it stays
+    differentiable w.r.t. images and grid and costs `S^2` times the
+    sampling.
+    Convention: as `bilinear_sample`.
+
+    Volumes `(B, D, H, W, C)` with grids `(B, D_out, H_out, W_out, 3)` are
+    sampled trilinearly (`"bilinear"`) or at the nearest voxel.
+
+    Args:
+        images: float tensor `(B, H, W, C)` (or volumes `(B, D, H, W, C)`).
+        grid: float tensor `(B, H_out, W_out, 2)` (volumes: `(B, D_out,
+            H_out, W_out, 3)`).
+        kernel: `"bilinear"` (the paper's), `"nearest"` or `"bicubic"`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: bool. Defaults to `False`.
+        antialias: bool or int. `True` supersamples by
+            `max(2, ceil(input size / output size))`; an int sets the
+            factor; `False` (default) samples once per pixel.
+        deterministic: bool, whether the gradient w.r.t. `images` is
+            bitwise reproducible on GPUs; None (the default) follows
+            `keras_stn.config.deterministic()`.
+    Returns:
+        Tensor `(B, H_out, W_out, C)` (volumes: `(B, D_out, H_out, W_out,
+        C)`) with the dtype of `images`.
+    Raises:
+        ValueError: an unknown kernel, a bad `antialias`, bicubic or
+            anti-aliased volumes, and as `bilinear_sample`.
     """
-    _, height, width, _ = dims(images)
-    points = sample_points(grid, height, width, padding_mode, align_corners)
-    if layout == "split":
-        taps = _gather_split(
-            images,
-            ops.stop_gradient(points["row"]),
-            ops.stop_gradient(points["col"]),
-            deterministic,
-        )
-        return _combine_split(
-            *taps, grid, padding_mode=padding_mode,
-            align_corners=align_corners, size=(height, width),
-        )
-    taps = gather_taps(
-        images,
-        ops.stop_gradient(points["row"]),
-        ops.stop_gradient(points["col"]),
-        layout,
+    return _sample(
+        images, grid, kernel, padding_mode, align_corners, antialias,
         deterministic,
     )
 
-    @ops.custom_gradient
-    def _combine(taps, grid):
-        pts = sample_points(grid, height, width, padding_mode, align_corners)
-        output = ops.sum(taps * pts["weights"][..., None], axis=-2)
 
-        def _bilinear_sample_grad(*args, upstream=None):
-            """Gradients of the bilinear kernel.
-
-            With f = fx, g = fy, the taps v_nw, v_ne, v_sw, v_se have
-            weights (1-f)(1-g), f(1-g), (1-f)g and fg, so
-              d out / d v_tap = its weight,
-              d out / d ix = sum over taps of v_tap * d weight / d f,
-                with d weight / d f = (-(1-g), 1-g, -g, g),
-              d out / d iy = sum over taps of v_tap * d weight / d g,
-                with d weight / d g = (-(1-f), -f, 1-f, f),
-            and d ix / d x is `dx` (scale, padding and validity). Both are
-            written as sums over the tap axis, which XLA emits as one loop
-            per point (four sliced taps recompute the gather and the index
-            arithmetic for each use, several times slower on CPU).
-            Differentiable ops of `taps` and `grid`, so second derivatives
-            flow.
-            """
-            upstream = args[0] if upstream is None else upstream
-            upstream = ops.cast(upstream, taps.dtype)
-            points = _gradient_points(
-                pts, grid, height, width, padding_mode, align_corners
+def _sample(
+    images, grid, kernel, padding_mode, align_corners, antialias,
+    deterministic, num_axes=None,
+):
+    """`sample`; `num_axes` 2 or 3 requires images or volumes (the named
+    samplers), and names the input `"volumes"` for 3."""
+    argument_validation.check_choice(kernel, KERNELS, "kernel")
+    images, grid, num_axes = check_sample_args(
+        images, grid, padding_mode, align_corners, num_axes
+    )
+    if num_axes == 3:
+        if kernel == "bicubic" or antialias not in (False, 0, 1):
+            raise ValueError(
+                "Volumes `(B, D, H, W, C)` are sampled with "
+                "kernel='bilinear' (trilinear) or 'nearest', without "
+                f"anti-aliasing. Received: kernel={kernel!r}, "
+                f"antialias={antialias!r}"
             )
-            fx, fy = points["fx"], points["fy"]
-            d_weights_dx = ops.stack(
-                [fy - 1.0, 1.0 - fy, -fy, fy], axis=-1
-            ) * ops.expand_dims(points["dx"], -1)
-            d_weights_dy = ops.stack(
-                [fx - 1.0, -fx, 1.0 - fx, fx], axis=-1
-            ) * ops.expand_dims(points["dy"], -1)
-            d_weights = ops.stack([d_weights_dx, d_weights_dy], axis=-1)
-            tap_upstream = _sum_over_channels(
-                taps * upstream[..., None, :], channel_slice
-            )
-            grad_grid = ops.sum(tap_upstream[..., None] * d_weights, axis=-2)
-            grad_taps = upstream[..., None, :] * points["weights"][..., None]
-            return grad_taps, grad_grid
-
-        return output, _bilinear_sample_grad
-
-    return _combine(taps, grid)
-
-
-# Width of the slices `_sum_over_channels` adds before it reduces, on
-# TensorFlow on a CPU (`bilinear_sample`).
-CHANNEL_SLICE_WIDTH = 16
-
-
-def _sum_over_channels(values, width=None):
-    """`ops.sum(values, axis=-1)`; from `2 * width` channels, the slices
-    of that width added first, then one reduction over the width.
-
-    XLA:CPU splits a long reduction over the minor axis into a windowed
-    partial sum and a library reduction, and writes the whole array being
-    reduced in between: in the grid gradient that is the gathered taps
-    times the upstream, four times the output's size. Added slice by slice
-    the taps are read where they are gathered, and the array written is
-    `16 / C` of that (`benchmarks/channel_slices.py`: feat's training
-    steps are faster, in both compile modes; narrower slices were slower
-    than one reduction). Under JAX on a CPU the slices made the jitted
-    step slower, so it keeps one reduction.
-    """
-    channels = values.shape[-1]
-    if width is None or channels is None or channels < 2 * width:
-        return ops.sum(values, axis=-1)
-    whole = channels - channels % width
-    slices = [values[..., i : i + width] for i in range(0, whole, width)]
-    total = ops.sum(sum(slices[1:], slices[0]), axis=-1)
-    if whole < channels:
-        total = total + ops.sum(values[..., whole:], axis=-1)
-    return total
-
-
-def _gradient_points(points, grid, height, width, padding_mode, align_corners):
-    """The forward pass's `sample_points`, for a custom gradient to use.
-
-    Keras runs a custom gradient's forward untracked on PyTorch: its values
-    are constants there, so the second derivative w.r.t. the grid needs
-    them recomputed from `grid`.
-    """
-    if _backend.is_torch():
-        return sample_points(grid, height, width, padding_mode, align_corners)
-    return points
-
-
-def _combine_split(*taps_and_grid, padding_mode, align_corners, size):
-    """The bilinear kernel on four separate taps, with the gradient of
-    `_bilinear_sample_core`'s, written per tap (see there)."""
-    height, width = size
-
-    def inside_masks(points):
-        """Per tap, 1.0 where it lies in the image, else 0.0: the taps
-        come in read at clipped indices (`_gather_split`)."""
-        corners = _clipped_corners(
-            points["row"], points["col"], height, width
+        factor = 1
+    else:
+        factor = antialias_lib.antialias_factor(
+            antialias, tuple(images.shape[1:3]), tuple(grid.shape[1:3])
         )
-        dtype = points["fx"].dtype
-        return [ops.cast(inside, dtype) for _, _, inside in corners]
-
-    @ops.custom_gradient
-    def _combine(nw, ne, sw, se, grid):
-        taps = (nw, ne, sw, se)
-        pts = sample_points(grid, height, width, padding_mode, align_corners)
-        masks = inside_masks(pts)
-        output = sum(
-            tap * (weight * mask)[..., None]
-            for tap, weight, mask in zip(taps, pts["tap_weights"], masks)
+    deterministic = config.resolve_deterministic(deterministic)
+    if factor == 1:
+        return _run(
+            kernel, num_axes, images, grid, padding_mode, bool(align_corners),
+            deterministic,
         )
+    _, height, width, _ = shapes.dims(grid)
+    fine = antialias_lib.supersample_grid(grid, factor)
+    out = _run(
+        kernel, num_axes, images, fine, padding_mode, bool(align_corners),
+        deterministic,
+    )
+    channels = images.shape[-1] or ops.shape(images)[-1]
+    out = ops.reshape(out, (-1, height, factor, width, factor, channels))
+    # A sum, not ops.mean: Keras' JAX mean drops float64 to float32.
+    return ops.sum(out, axis=(2, 4)) / float(factor * factor)
 
-        def _bilinear_split_grad(*args, upstream=None):
-            """d taps = upstream * weight; d grid from each tap's
-            `sum_c tap * upstream` times its weight's slopes (zero for the
-            taps outside the image, whose values are zero)."""
-            upstream = args[0] if upstream is None else upstream
-            upstream = ops.cast(upstream, nw.dtype)
-            points = _gradient_points(
-                pts, grid, height, width, padding_mode, align_corners
-            )
-            inside = inside_masks(points)
-            fx, fy = points["fx"], points["fy"]
-            slopes_x = (fy - 1.0, 1.0 - fy, -fy, fy)
-            slopes_y = (fx - 1.0, -fx, 1.0 - fx, fx)
-            tap_upstream = [
-                ops.sum(tap * upstream, axis=-1) * mask
-                for tap, mask in zip(taps, inside)
-            ]
-            grad_x = sum(t * k for t, k in zip(tap_upstream, slopes_x))
-            grad_y = sum(t * k for t, k in zip(tap_upstream, slopes_y))
-            grad_grid = ops.stack(
-                [grad_x * points["dx"], grad_y * points["dy"]], axis=-1
-            )
-            grad_taps = [
-                upstream * (weight * mask)[..., None]
-                for weight, mask in zip(points["tap_weights"], inside)
-            ]
-            return (*grad_taps, grad_grid)
 
-        return output, _bilinear_split_grad
-
-    return _combine(*taps_and_grid)
+def _run(kernel, num_axes, images, grid, padding_mode, align_corners,
+         deterministic):
+    """One kernel on checked inputs: computed in float32 or float64,
+    returned in the dtype of `images`."""
+    out_dtype = images.dtype
+    dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
+    images, grid = ops.cast(images, dtype), ops.cast(grid, dtype)
+    native = backend.native_sampler(
+        kernel, num_axes, padding_mode, align_corners, images, deterministic
+    )
+    if native is not None:
+        output = native(images, grid, kernel, padding_mode, align_corners)
+    else:
+        plan = _PLANS[(kernel, num_axes)](
+            images, padding_mode, align_corners, deterministic
+        )
+        output = backend.xla_compiled(**plan)(images, grid)
+    return ops.cast(output, out_dtype)
 
 
 def bilinear_sample(
@@ -546,7 +243,7 @@ def bilinear_sample(
     infinite axis. The other points of the batch are unaffected. float16
     and bfloat16 inputs are computed in float32 and returned in the input
     dtype. Volumes `(B, D, H, W, C)` with grids `(B, D_out, H_out, W_out,
-    3)` are sampled trilinearly (`volumes.trilinear_sample`, PyTorch's 5-D
+    3)` are sampled trilinearly (`trilinear_sample`, PyTorch's 5-D
     `grid_sample`).
 
     Args:
@@ -563,8 +260,9 @@ def bilinear_sample(
         Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
     Raises:
         ValueError: wrong ranks, a grid not ending in 2, batch sizes that
-            differ, non-float images, an unknown `padding_mode` or a
-            `deterministic` that is not a bool or None.
+            differ, an empty spatial or channel axis, non-float images, an
+            unknown `padding_mode` or a `deterministic` that is not a bool
+            or None.
 
     Example:
     >>> import numpy as np
@@ -573,64 +271,152 @@ def bilinear_sample(
     >>> float(bilinear_sample(images, grid)[0, 0, 0, 0])
     1.5
     """
-    if is_volume(images):
-        from keras_stn.ops import volumes
-
-        return volumes.trilinear_sample(
-            images, grid, padding_mode, align_corners, deterministic
-        )
-    images, grid = check_sample_args(
-        images, grid, padding_mode, align_corners
+    return sample(
+        images, grid, "bilinear", padding_mode, align_corners,
+        deterministic=deterministic,
     )
-    deterministic = config.resolve_deterministic(deterministic)
-    out_dtype = images.dtype
-    dtype = argument_validation.compute_dtype(images.dtype, grid.dtype)
-    align_corners = bool(align_corners)
-    layout = resolve_layout(images)
 
-    cpu_plan = _backend.is_tensorflow() and not _backend.on_gpu(images)
-    channel_slice = CHANNEL_SLICE_WIDTH if cpu_plan else None
 
-    def core_of(layout):
-        return lambda i, g: _bilinear_sample_core(
-            i,
-            g,
-            padding_mode,
-            align_corners,
-            layout,
-            deterministic,
-            channel_slice,
-        )
+def trilinear_sample(
+    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
+    """Samples `volumes` at normalised `(x, y, z)` points, trilinearly.
 
-    # Under TensorFlow's op-level XLA the forward pass and the two
-    # gradients are separate functions, each of the form that is the
-    # fastest for it on a CPU (`tensorflow_cpu_plan`).
-    forward_layout = grid_layout = layout
-    images_gradient = None
-    if config.gather_layout() == "auto" and cpu_plan:
-        forward_layout, grid_layout, direct = tensorflow_cpu_plan(
-            images.shape[-1]
-        )
-        if direct and not deterministic:
-            images_gradient = lambda i, g, u: _bilinear_images_gradient(
-                i, g, u, padding_mode, align_corners
-            )
-    core = _backend.xla_compiled(
-        (
-            "bilinear",
-            padding_mode,
-            align_corners,
-            layout,
-            forward_layout,
-            grid_layout,
-            images_gradient is not None,
-            deterministic,
-            channel_slice,
-        ),
-        core_of(layout),
-        forward_fn=core_of(forward_layout),
-        grid_fn=core_of(grid_layout),
-        images_gradient=images_gradient,
+    Each output voxel interpolates the eight input voxels around its point.
+    Values and gradients (w.r.t. volumes and grid) equal PyTorch's
+    `grid_sample(mode="bilinear")` on 5-D input. The kernel's gradient is
+    hand-written and differentiable (second derivatives flow); the volume
+    gradient is the scatter-add that transposes the tap gathers.
+    Convention: grid is `(x, y, z)` in `[-1, 1]` (`x` along `W`, `z` along
+    `D`), channels-last; `padding_mode` and `align_corners` as in PyTorch.
+
+    NaN grid points sample zeros and get zero gradients, and so do
+    infinite ones under `"zeros"` and `"reflection"` padding; under
+    `"border"` padding an infinite point reads the border (as in 2-D and in
+    PyTorch), with a zero derivative along its infinite axis. The other
+    points of the batch are unaffected. float16 and bfloat16 inputs are
+    computed in float32 and returned in the input dtype.
+
+    Args:
+        volumes: float tensor `(B, D, H, W, C)`.
+        grid: float tensor `(B, D_out, H_out, W_out, 3)`.
+        padding_mode: str, `"zeros"`, `"border"` or `"reflection"`: what a
+            point outside the volume reads. Defaults to `"zeros"`.
+        align_corners: bool. Defaults to `False`.
+        deterministic: bool, whether the volume gradient is bitwise
+            reproducible on GPUs (an exact integer sum instead of float
+            atomics); None (the default) follows
+            `keras_stn.config.deterministic()`.
+    Returns:
+        Tensor `(B, D_out, H_out, W_out, C)` with the dtype of `volumes`.
+    Raises:
+        ValueError: wrong ranks, a grid not ending in 3, batch sizes that
+            differ, an empty spatial or channel axis, non-float volumes, an
+            unknown `padding_mode` or a non-bool `deterministic`.
+
+    Example:
+    >>> import numpy as np
+    >>> volumes = np.arange(8.0, dtype="float32").reshape(1, 2, 2, 2, 1)
+    >>> grid = np.zeros((1, 1, 1, 1, 3), dtype="float32")  # the centre
+    >>> float(trilinear_sample(volumes, grid)[0, 0, 0, 0, 0])
+    3.5
+    """
+    return _sample(
+        volumes, grid, "bilinear", padding_mode, align_corners, False,
+        deterministic, num_axes=3,
     )
-    output = core(ops.cast(images, dtype), ops.cast(grid, dtype))
-    return ops.cast(output, out_dtype)
+
+
+def nearest_sample(
+    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
+    """Samples `images` at the pixel nearest each grid point.
+
+    Volumes `(B, D, H, W, C)` go to `nearest_sample_3d`.
+
+    Values equal PyTorch's `grid_sample(mode="nearest")` (ties round to
+    even). The gradient w.r.t. `images` is the scatter-add of the upstream
+    gradient onto the chosen pixels; w.r.t. `grid` it is zero (the output is
+    piecewise constant in the grid), so a localization network learns
+    nothing through this kernel: use it for inference or labels.
+    Convention: as `bilinear_sample`. NaN points read zeros, and so do
+    infinite ones except under `"border"` padding, where they read the
+    border (as in PyTorch).
+
+    Args:
+        images: float tensor `(B, H, W, C)`.
+        grid: float tensor `(B, H_out, W_out, 2)`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `bilinear_sample`.
+    Returns:
+        Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
+    Raises:
+        ValueError: as `bilinear_sample`.
+    """
+    return sample(
+        images, grid, "nearest", padding_mode, align_corners,
+        deterministic=deterministic,
+    )
+
+
+def nearest_sample_3d(
+    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
+    """Samples `volumes` at the voxel nearest each grid point.
+
+    Values equal PyTorch's `grid_sample(mode="nearest")` on 5-D input (ties
+    round to even). The gradient w.r.t. `volumes` is the scatter-add of the
+    upstream gradient onto the chosen voxels; w.r.t. `grid` it is zero (the
+    output is piecewise constant in the grid): use it for labels and
+    inference. NaN points read zeros, and so do infinite ones except under
+    `"border"` padding, where they read the border (as in 2-D and in
+    PyTorch).
+    Convention: as `trilinear_sample`.
+
+    Args:
+        volumes: float tensor `(B, D, H, W, C)`.
+        grid: float tensor `(B, D_out, H_out, W_out, 3)`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `trilinear_sample`.
+    Returns:
+        Tensor `(B, D_out, H_out, W_out, C)` with the dtype of `volumes`.
+    Raises:
+        ValueError: as `trilinear_sample`.
+    """
+    return _sample(
+        volumes, grid, "nearest", padding_mode, align_corners, False,
+        deterministic, num_axes=3,
+    )
+
+
+def bicubic_sample(
+    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
+):
+    """Samples `images` with PyTorch's bicubic kernel (cubic convolution,
+    `A = -0.75`, 4x4 taps).
+
+    Values and gradients equal PyTorch's `grid_sample(mode="bicubic")`: as
+    there, the padding mode applies to each tap's index, and the output can
+    overshoot the input's range. Differentiable w.r.t. `images` and `grid`
+    by automatic differentiation of the kernel weights (the taps' indices
+    are piecewise constant). Non-finite points read zeros, gradient zero
+    (PyTorch's answer there is NaN, border padding included).
+    Convention: as `bilinear_sample`.
+
+    Args:
+        images: float tensor `(B, H, W, C)`.
+        grid: float tensor `(B, H_out, W_out, 2)`.
+        padding_mode: `"zeros"`, `"border"` or `"reflection"`.
+        align_corners: bool. Defaults to `False`.
+        deterministic: bool or None, as in `bilinear_sample`.
+    Returns:
+        Tensor `(B, H_out, W_out, C)` with the dtype of `images`.
+    Raises:
+        ValueError: as `bilinear_sample`.
+    """
+    return _sample(
+        images, grid, "bicubic", padding_mode, align_corners, False,
+        deterministic, num_axes=2,
+    )

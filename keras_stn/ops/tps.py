@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
 from keras_stn.ops import grids
 from keras_stn.utils import argument_validation
 
@@ -147,7 +147,7 @@ def tps_grid(theta, size, control_points=None, align_corners=False):
             f"Received: theta.shape={tuple(theta.shape)}"
         )
     # Sizes not known statically are checked when the graph runs.
-    theta = _backend.assert_dims(
+    theta = backend.assert_dims(
         theta,
         {axis + 1: size for axis, size in enumerate(expected)},
         f"`theta` must have shape {form} for {k} control points.",

@@ -12,10 +12,10 @@ Convention: theta maps output points to input points, in normalised
 import numpy as np
 from keras import ops
 
-from keras_stn.ops import _backend
-from keras_stn.utils import argument_validation
+from keras_stn.ops import backend
 from keras_stn.ops import grids
 from keras_stn.ops import tps
+from keras_stn.utils import argument_validation
 
 
 class Transform:
@@ -50,7 +50,7 @@ class Transform:
         form = f"(B, {self.num_params}) for transform {self.name!r}"
         argument_validation.check_rank(theta, 2, "theta", form)
         argument_validation.check_last_dim(theta, self.num_params, "theta", form)
-        theta = _backend.assert_dims(
+        theta = backend.assert_dims(
             theta,
             {1: self.num_params},
             f"`theta` must have shape {form}.",
@@ -97,7 +97,7 @@ class Rigid(Transform):
         return np.zeros(3)
 
     def matrix(self, theta):
-        c, s = _backend.cos_sin(theta[:, 0])
+        c, s = backend.cos_sin(theta[:, 0])
         return _rows([c, -s, theta[:, 1]], [s, c, theta[:, 2]])
 
 
@@ -111,7 +111,7 @@ class Similarity(Transform):
 
     def matrix(self, theta):
         scale = theta[:, 0]
-        c, s = _backend.cos_sin(theta[:, 1])
+        c, s = backend.cos_sin(theta[:, 1])
         c, s = scale * c, scale * s
         return _rows([c, -s, theta[:, 2]], [s, c, theta[:, 3]])
 
@@ -167,9 +167,7 @@ class Affine3D(Transform):
 
     def grid(self, theta, size, align_corners=False):
         """The sampling grid `(B, D_out, H_out, W_out, 3)` of theta."""
-        from keras_stn.ops import volumes
-
-        return volumes.affine_grid_3d(
+        return grids.affine_grid_3d(
             self.check_theta(theta), size, align_corners
         )
 
@@ -228,6 +226,25 @@ def register(transform, name=None):
 def names():
     """The registered family names, sorted."""
     return sorted(_REGISTRY)
+
+
+def check_name(transform, name="transform"):
+    """Returns `transform` if it names a registered family, else raises.
+
+    A layer keeps the family's name (a str serializes), not the object.
+
+    Raises:
+        ValueError: if `transform` is not a str, or names no registered
+            family (the message lists them).
+    """
+    if not isinstance(transform, str):
+        raise ValueError(
+            f"`{name}` must be a registered family name (str); register a "
+            "custom Transform with keras_stn.ops.transforms.register. "
+            f"Received: {name}={transform!r}"
+        )
+    get(transform)
+    return transform
 
 
 def get(identifier):

@@ -286,33 +286,11 @@ def check_tensorflow_backend(function_name):
 # (Imports inside the functions: this block is appended to the module.)
 
 
-def check_transform(transform, name="transform"):
-    """Returns `transform` if it names a registered family, else raises.
-
-    A layer keeps the family's name (a str serializes), not the object.
-
-    Raises:
-        ValueError: if `transform` is not a str, or names no registered
-            family (the message lists them).
-    """
-    # Imported here: keras_stn.ops.transforms imports this module.
-    from keras_stn.ops import transforms
-
-    if not isinstance(transform, str):
-        raise ValueError(
-            f"`{name}` must be a registered family name (str); register a "
-            "custom Transform with keras_stn.ops.transforms.register. "
-            f"Received: {name}={transform!r}"
-        )
-    transforms.get(transform)
-    return transform
-
-
 def check_antialias(antialias, name="antialias"):
     """Returns `antialias` if it is a bool or an int >= 0, else raises.
 
     `True` picks the supersampling factor from the sizes, an int is the
-    factor (0 and 1 mean none); see `keras_stn.ops.sampler.sample`.
+    factor (0 and 1 mean none); see `keras_stn.ops.sample`.
     """
     if not isinstance(antialias, bool) and (
         not isinstance(antialias, numbers.Integral) or antialias < 0

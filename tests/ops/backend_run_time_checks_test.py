@@ -5,7 +5,7 @@ known when they are traced, so the static checks cannot see a wrong size:
 an affine theta `(3, 4)` would reshape into a grid of batch 2, a grid
 ending in 3 would be read as if it ended in 2, and different batch sizes
 would fail later in an unrelated reshape. The ops check those sizes when
-the graph runs (`keras_stn._tensorflow.assert_dims`), naming the argument
+the graph runs (`keras_stn.ops.backend.tensorflow_ops.assert_dims`), naming the argument
 and its expected form. JAX and PyTorch trace with concrete shapes, where
 the static checks see everything (`sampling_test`, `grids_test`).
 """

@@ -1,7 +1,7 @@
 """The deterministic image gradient and the gather layouts, on every backend.
 
 `deterministic=True` replaces the float scatter-add of the image gradient by
-an exact integer sum (`_backend.deterministic_segment_sum`); the
+an exact integer sum (`deterministic.deterministic_segment_sum`); the
 `"clipped"` layout reads taps from the image itself instead of a framed
 copy. Neither may change a value or a gradient beyond float rounding: both
 are checked against the default path and against NumPy's float64 sums.
@@ -20,7 +20,8 @@ from keras import ops
 import keras_stn
 from keras_stn import layers
 from keras_stn import ops as stn_ops
-from keras_stn.ops import _backend
+from keras_stn.ops import backend
+from keras_stn.ops import deterministic
 from tests import test_case
 
 
@@ -55,7 +56,7 @@ def test_integer_sum_equals_the_exact_sum(dtype):
     ).astype("int32")
     updates = updates.astype(dtype)
     actual = test_case.to_numpy(
-        _backend.deterministic_segment_sum(
+        deterministic.deterministic_segment_sum(
             ops.convert_to_tensor(updates), ops.convert_to_tensor(indices), 300
         )
     )
@@ -80,7 +81,7 @@ def test_integer_sum_poisons_only_rows_with_non_finite_updates():
     updates = np.array([[1.0, 2.0], [np.inf, 0.0], [3.0, np.nan], [4.0, 5.0]])
     indices = ops.convert_to_tensor(np.array([0, 1, 1, 2], "int32"))
     actual = test_case.to_numpy(
-        _backend.deterministic_segment_sum(
+        deterministic.deterministic_segment_sum(
             ops.convert_to_tensor(updates.astype("float32")), indices, 3
         )
     )
@@ -91,12 +92,12 @@ def test_integer_sum_poisons_only_rows_with_non_finite_updates():
 def test_integer_sum_of_zeros_and_of_tiny_values():
     indices = ops.convert_to_tensor(np.array([0, 0, 2], "int32"))
     zeros = ops.zeros((3, 2), "float32")
-    actual = _backend.deterministic_segment_sum(zeros, indices, 4)
+    actual = deterministic.deterministic_segment_sum(zeros, indices, 4)
     np.testing.assert_array_equal(test_case.to_numpy(actual), 0.0)
     # Normal float32s near the smallest (denormals are flushed to zero by
     # some backends' CPU kernels, the default sum's too).
     tiny = np.array([[1e-36, -3e-37], [2e-36, 0.0], [-2e-37, 5e-37]], "float32")
-    actual = _backend.deterministic_segment_sum(
+    actual = deterministic.deterministic_segment_sum(
         ops.convert_to_tensor(tiny), indices, 4
     )
     expected = _numpy_sum(tiny, [0, 0, 2], 4)
@@ -111,7 +112,7 @@ def test_integer_sum_gradient_is_the_gather():
     indices = ops.convert_to_tensor(gen.integers(0, 4, 9).astype("int32"))
     upstream = gen.normal(size=(4, 2))
     _, (grad,) = test_case.gradients(
-        lambda u: _backend.deterministic_segment_sum(u, indices, 4),
+        lambda u: deterministic.deterministic_segment_sum(u, indices, 4),
         updates,
         upstream=upstream,
     )
@@ -253,20 +254,21 @@ def test_default_follows_the_environment_and_the_framework(monkeypatch):
 
 
 def test_auto_layout_on_a_cpu_is_framed_for_few_channels_but_on_jax():
-    from keras_stn.ops import sampling
+    from keras_stn.ops import tuning
 
-    few = ops.zeros((1, 3, 3, sampling.SPLIT_MIN_CHANNELS - 1))
-    many = ops.zeros((1, 3, 3, sampling.SPLIT_MIN_CHANNELS))
-    volume = ops.zeros((1, 3, 3, 3, 1))
-    if _backend.on_gpu(few):
-        pytest.skip("runs on a GPU")
+    few, many = tuning.SPLIT_MIN_CHANNELS - 1, tuning.SPLIT_MIN_CHANNELS
+    name = backend.name()
     jax = test_case.backend() == "jax"
-    assert sampling.resolve_layout(few) == ("split" if jax else "framed")
-    assert sampling.resolve_layout(many) == "split"
-    assert sampling.resolve_layout(volume) == "framed"
+    assert tuning.gather_layout(few, 2, name, False) == (
+        "split" if jax else "framed"
+    )
+    assert tuning.gather_layout(many, 2, name, False) == "split"
+    assert tuning.gather_layout(1, 3, name, False) == "framed"
+    assert tuning.gather_layout(1, 2, name, True) == "split"
+    assert tuning.gather_layout(1, 3, name, True) == "clipped"
     keras_stn.config.set_gather_layout("clipped")
-    assert sampling.resolve_layout(few) == "clipped"
-    assert sampling.resolve_layout(many) == "clipped"
+    assert tuning.gather_layout(few, 2, name, False) == "clipped"
+    assert tuning.gather_layout(many, 2, name, False) == "clipped"
 
 
 def test_layer_passes_and_serializes_deterministic():

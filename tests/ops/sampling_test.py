@@ -139,7 +139,7 @@ def test_jacobian_matches_finite_differences(padding_mode, align_corners):
 @pytest.mark.parametrize("channels", [40, 48])
 def test_many_channels_match_the_reference(xla_samplers, channels):
     # The grid gradient sums over channels in 16-wide slices on TensorFlow
-    # on a CPU (`sampling._sum_over_channels`): two slices and a tail of 8,
+    # on a CPU (`bilinear._sum_over_channels`): two slices and a tail of 8,
     # then three slices; each with samplers compiled by themselves, whose
     # plan on a CPU differs from 16 channels on, and without.
     from keras_stn import config as stn_config
@@ -191,7 +191,7 @@ def test_second_derivatives_match_twin():
 
     def hessian_probe(fn):
         # Both gradients' derivatives: on a CPU the image gradient is
-        # written directly (`sampling._bilinear_images_gradient`), not the
+        # written directly (`bilinear.images_gradient`), not the
         # autodiff of the forward pass.
         with tf.GradientTape(persistent=True) as outer:
             outer.watch([images, grid])
@@ -572,7 +572,7 @@ def test_integer_images_are_refused():
 def test_every_tap_layout_gives_the_same_values_and_gradients(
     monkeypatch, channels
 ):
-    from keras_stn.ops import sampling
+    from keras_stn.ops import tuning
 
     gen = test_case.rng(10)
     images = gen.normal(size=(2, 5, 7, channels))
@@ -580,16 +580,14 @@ def test_every_tap_layout_gives_the_same_values_and_gradients(
     results = []
     # Corner table; framed image; on TensorFlow, the framed image's image
     # gradient as one tap-major segment sum, then as four scatter-adds in
-    # a row (`keras_stn._tensorflow.gather_quads`).
+    # a row (`backend.tensorflow_ops.gather_quads`).
     layouts = [(1000, None), (0, None)]
     if test_case.backend() == "tensorflow":
         layouts = [(1000, None), (0, 1000), (0, 0)]
     for table, tap_major in layouts:
-        monkeypatch.setattr(sampling, "CORNER_TABLE_MAX_CHANNELS", table)
+        monkeypatch.setattr(tuning, "CORNER_TABLE_MAX_CHANNELS", table)
         if tap_major is not None:
-            from keras_stn import _tensorflow
-
-            monkeypatch.setattr(_tensorflow, "TAP_MAJOR_MAX_DEPTH", tap_major)
+            monkeypatch.setattr(tuning, "TAP_MAJOR_MAX_DEPTH", tap_major)
         results.append(
             test_case.gradients(
                 lambda i, g: stn_ops.bilinear_sample(i, g, "reflection"),

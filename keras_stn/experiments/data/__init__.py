@@ -1,25 +1,29 @@
-"""The paper's data sets, in two forms.
+"""The paper's data sets: one definition, two adapters.
 
-tf.data pipelines (TensorFlow backend; tensorflow-datasets):
-- `distorted_mnist(variant, ...)`: R, RTS, P, E and TC MNIST.
-- `mnist_addition(...)`: two RTS digits in two channels, label their sum.
-- `two_digit_canvas(...)`: two digits on one canvas, with their boxes.
-- `cub_200_2011(...)`: CUB-200-2011 birds with crops and flips.
+Definitions (NumPy draws per `(seed, epoch, batch)`, warps with
+`keras_stn.ops`; no TensorFlow):
+- `distorted.DistortedMNIST(variant, ...)`: R, RTS, P, E and TC MNIST.
+- `two_digit.MNISTAddition(...)`: two RTS digits in two channels, label
+  their sum.
+- `two_digit.TwoDigitCanvas(...)`: two digits on one canvas, with boxes.
+Adapters, serving the same batches:
+- `source.PyDatasetSource(batches)`: a `keras.utils.PyDataset`, any
+  backend.
+- `tfdata.dataset(batches)`: a `tf.data.Dataset` (TensorFlow backend);
+  `distorted_mnist(...)`, `mnist_addition(...)`, `two_digit_canvas(...)`
+  build a set and its dataset in one call.
+MNIST itself: `mnist.load_mnist` (the four original files, checksummed,
+downloaded to Keras' cache when missing). CUB-200-2011 birds:
+`cub.cub_200_2011(...)` (tf.data and tensorflow-datasets).
 
-`keras.utils.PyDataset`s for every backend, TensorFlow-free (`source`):
-`source.DistortedMNIST`, `source.MNISTAddition`, `source.TwoDigitCanvas`,
-with the same distributions, drawn with NumPy and warped on the backend's
-device by `keras_stn.ops`; `arrays.load_mnist` reads the four original
-MNIST files with NumPy.
-
-The submodules are imported on first use, so `arrays` and `source` import
-without TensorFlow.
+The submodules are imported on first use, so the TensorFlow-free ones
+import without TensorFlow.
 """
 
 import importlib
 
 _SUBMODULES = (
-    "arrays",
+    "batches",
     "clutter",
     "cub",
     "distorted",
@@ -27,14 +31,19 @@ _SUBMODULES = (
     "mnist",
     "placement",
     "source",
+    "tfdata",
     "two_digit",
 )
 _NAMES = {
-    "VARIANTS": "source",
+    "VARIANTS": "distorted",
+    "DistortedMNIST": "distorted",
+    "MNISTAddition": "two_digit",
+    "TwoDigitCanvas": "two_digit",
+    "PyDatasetSource": "source",
     "cub_200_2011": "cub",
-    "distorted_mnist": "distorted",
-    "mnist_addition": "two_digit",
-    "two_digit_canvas": "two_digit",
+    "distorted_mnist": "tfdata",
+    "mnist_addition": "tfdata",
+    "two_digit_canvas": "tfdata",
 }
 
 
@@ -51,11 +60,4 @@ def __dir__():
     return sorted((*_SUBMODULES, *_NAMES))
 
 
-__all__ = [
-    "VARIANTS",
-    "cub_200_2011",
-    "distorted_mnist",
-    "mnist_addition",
-    "two_digit_canvas",
-    *_SUBMODULES,
-]
+__all__ = [*_NAMES, *_SUBMODULES]

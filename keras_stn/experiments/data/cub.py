@@ -19,7 +19,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_stn.experiments.data import _downloads
-from keras_stn.experiments.data import _pipeline
 from keras_stn.utils import argument_validation
 
 MANUAL_DIR_ENV = "KERAS_STN_CUB_DIR"
@@ -125,6 +124,25 @@ def crop_and_flip(image, seed, image_size, resize_size, training):
     return crop, params
 
 
+# The evaluation nonce without a seed: every call gives the same examples.
+DEFAULT_SEED = 0
+
+
+def _nonce_stream(training, seed):
+    """The endless int64 nonces that example seeds are folded from.
+
+    Training: a random nonce per example, redrawn every epoch (repeatable
+    with a `seed`). Otherwise: the constant `seed` (default `DEFAULT_SEED`),
+    so every call gives the same examples.
+    """
+    if training:
+        return tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        )
+    nonce = DEFAULT_SEED if seed is None else seed
+    return tf.data.Dataset.from_tensors(tf.constant(nonce, tf.int64)).repeat()
+
+
 def cub_200_2011(
     split="train",
     batch_size=16,
@@ -211,7 +229,7 @@ def cub_200_2011(
         examples = examples.shuffle(
             shuffle_buffer, seed=seed, reshuffle_each_iteration=True
         )
-    nonces = _pipeline.nonce_stream(training, seed)
+    nonces = _nonce_stream(training, seed)
     stream = tf.data.Dataset.zip(
         tf.data.Dataset.range(tf.int64.max), examples, nonces
     )

@@ -1,34 +1,49 @@
-"""MNIST through tensorflow-datasets, downloaded or from local files.
+"""MNIST from its four original files, with NumPy alone: any backend.
 
-On a machine with network access `tfds.load("mnist")` downloads the four
-original files once. Offline, tfds reads local copies of them (it checks
-each file's size and sha256 and then never goes to the network) from, in
-order: the `manual_dir` argument, the environment variable
-`KERAS_STN_MNIST_DIR`, or `<data_dir>/downloads/manual/`. `data_dir`
-(default `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`) is where tfds
-writes the prepared data: about 23 MB, about 15 s once. Without the files
-and without network a FileNotFoundError says where to put them, instead of
-tfds' minutes of retries.
+Every file is checked against the sha256 of the original (`SHA256`, as
+tensorflow-datasets registers them) before it is read: a changed file is
+refused with its path and both sums, never trained on.
 
-Splits: `"train"` (60000), `"test"` (10000), any single-split tfds slice
-(`"train[:50000]"`, `"test[:10%]"`) and the alias `"validation"` for
-`"train[50000:]"`, the last 10000 training digits (train on
-`"train[:50000]"` when validating on it).
+Where the files are, in order:
+1. the `manual_dir` argument (`--manual-dir`), else the environment
+   variable `KERAS_STN_MNIST_DIR`: the files must be there (offline use);
+2. `<data_dir>/downloads/manual` (`data_dir` defaults to
+   `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`), where tfds users keep
+   them, if it holds all four;
+3. the download cache, `cache_folder()`: `$KERAS_HOME/datasets/mnist`
+   (Keras' cache, `~/.keras/datasets/mnist` by default), where they are
+   downloaded from `DOWNLOAD_URL` the first time (about 11 MB), each file
+   checksummed and renamed into place whole. Without network and without
+   files, a FileNotFoundError names both ways.
+
+Order: the examples come in tensorflow-datasets' order by default (tfds
+stores MNIST sorted by the md5 of the split name followed by the example's
+index in the file), so example `i` and the slices `"train[:50000]"`,
+`"validation"` are the digits tfds gives; `order="file"` keeps the files'.
+
+Example (offline, with the files at `manual_dir`):
+    images, labels = load_mnist("../shared/data/mnist", "test")
 """
 
 import functools
+import gzip
+import hashlib
 import os
-from typing import NamedTuple
+import re
+import sys
+import tempfile
+import urllib.request
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from keras_stn.experiments.data import _downloads
-from keras_stn.experiments.data import arrays
 
-# One copy of these, shared with the TensorFlow-free reader.
-MANUAL_DIR_ENV = arrays.MANUAL_DIR_ENV
-FILES = tuple(name for names in arrays.FILES.values() for name in names)
+MANUAL_DIR_ENV = "KERAS_STN_MNIST_DIR"
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FILES = tuple(name for names in SPLIT_FILES.values() for name in names)
 # The original files' sha256, as tfds registers them for its `mnist` builder.
 SHA256 = {
     "train-images-idx3-ubyte.gz": (
@@ -46,153 +61,312 @@ SHA256 = {
 }
 # Where tfds' `mnist` builder downloads the files from.
 DOWNLOAD_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+COUNTS = {"train": 60000, "test": 10000}
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
+ORDERS = ("tfds", "file")
 SPLIT_ALIASES = {"validation": "train[50000:]"}
+# The idx headers: a magic number and the dimensions, 4 bytes each (the
+# sha256 has vouched for the rest).
+_IMAGES_HEADER = 16
+_LABELS_HEADER = 8
+_SLICE = re.compile(r"^(train|test)(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?$")
 
 
-class MnistSplit(NamedTuple):
-    """A split as indices into the arrays of its base split.
-
-    Attributes:
-        images: uint8 NumPy array `(N, 28, 28, 1)`, the whole base split.
-        labels: int64 NumPy array `(N,)`.
-        base: `"train"` or `"test"`.
-        start, stop: the split's examples are `images[start:stop]`.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    base: str
-    start: int
-    stop: int
+def cache_folder():
+    """The download cache: `$KERAS_HOME/datasets/mnist`, by default
+    `~/.keras/datasets/mnist` (Keras' own cache for data sets)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return os.path.abspath(
+        os.path.join(os.path.expanduser(home), "datasets", "mnist")
+    )
 
 
-def _files_missing(directory):
-    return [
-        os.path.join(directory, name)
-        for name in FILES
-        if not os.path.isfile(os.path.join(directory, name))
-    ]
+def _has_files(folder, names=FILES):
+    return all(os.path.isfile(os.path.join(folder, name)) for name in names)
 
 
-def prepared_builder(data_dir=None, manual_dir=None):
-    """Returns the tfds `mnist` builder, prepared under `data_dir`.
+def _absolute(path):
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def manual_dir_for(manual_dir=None, data_dir=None):
+    """The folder the files are read from without downloading, and what
+    named it.
 
     Args:
-        data_dir: str or None, tfds' data directory. Defaults to
-            `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`.
-        manual_dir: str or None, a folder with the four original `.gz`
-            files. Defaults to `$KERAS_STN_MNIST_DIR`, else
-            `<data_dir>/downloads/manual`, else a download.
+        manual_dir: str, path or None.
+        data_dir: str, path or None, tfds' data directory.
     Returns:
-        A prepared `tfds.core.DatasetBuilder`.
-    Raises:
-        FileNotFoundError: `manual_dir` lacks a file, or the data is neither
-            prepared nor in a manual dir and the download site is
-            unreachable; the message lists the expected paths.
-        ValueError: a file of the manual dir is not the original (its
-            sha256 differs); the message names it.
+        `(folder, origin)`: an absolute path and the argument or variable
+        that gave it, for messages (`"<data_dir>/downloads/manual"` when
+        neither `manual_dir` nor `$KERAS_STN_MNIST_DIR` is given).
     """
-    builder = tfds.builder("mnist", data_dir=data_dir)
-    if builder.is_prepared():
-        return builder
-    if manual_dir is None:
-        manual_dir = os.environ.get(MANUAL_DIR_ENV) or None
     if manual_dir is not None:
-        manual_dir = os.path.abspath(os.path.expanduser(str(manual_dir)))
-        missing = _files_missing(manual_dir)
-        if missing:
-            raise FileNotFoundError(
-                "MNIST files not found. `manual_dir` (or $"
-                f"{MANUAL_DIR_ENV}) must hold the four original files; "
-                f"missing: {missing}. Received: manual_dir={manual_dir!r}"
-            )
-        _downloads.check_files(manual_dir, SHA256, "manual_dir")
+        return _absolute(manual_dir), "manual_dir"
+    if os.environ.get(MANUAL_DIR_ENV):
+        return _absolute(os.environ[MANUAL_DIR_ENV]), f"${MANUAL_DIR_ENV}"
+    root = (
+        data_dir
+        or os.environ.get("TFDS_DATA_DIR")
+        or os.path.join("~", "tensorflow_datasets")
+    )
+    folder = os.path.join(os.fspath(root), "downloads", "manual")
+    return _absolute(folder), "<data_dir>/downloads/manual"
+
+
+def _progress(name, done, total, stream):
+    if total:
+        share = f"{100 * done // total:3d}% of {total / 1e6:.1f} MB"
     else:
-        root = str(builder.data_dir_root)
-        default_manual = os.path.join(root, "downloads", "manual")
-        if not _files_missing(default_manual):
-            manual_dir = default_manual
-            _downloads.check_files(manual_dir, SHA256, "manual_dir")
-        elif not _downloads.reachable(DOWNLOAD_URL + FILES[1]):
-            raise FileNotFoundError(
-                "MNIST is not prepared under data_dir="
-                f"{root!r} and {DOWNLOAD_URL} is unreachable. Put the four "
-                f"files {list(FILES)} in {default_manual!r}, or pass "
-                f"`manual_dir=` (or set ${MANUAL_DIR_ENV}) to the folder "
-                "that holds them."
+        share = f"{done / 1e6:.1f} MB"
+    end = "\n" if total and done >= total else ""
+    stream.write(f"\rDownloading MNIST {name}: {share}{end}")
+    stream.flush()
+
+
+def _download(url, path, expected, progress, timeout):
+    """Downloads `url` to `path`, whole or not at all: into a temporary
+    file beside it, checked against `expected` (sha256), then renamed."""
+    name = os.path.basename(path)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{name}.", suffix=".part", dir=os.path.dirname(path)
+    )
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as file:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    file.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        _progress(name, done, total, sys.stderr)
+            file.flush()
+            os.fsync(file.fileno())
+        if digest.hexdigest() != expected:
+            raise ValueError(
+                f"{url} is not the original MNIST file: its sha256 is "
+                f"{digest.hexdigest()}, the original's is {expected}; "
+                "nothing was kept. Try again later, or download the four "
+                "files yourself and pass `manual_dir` (--manual-dir)."
             )
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-    builder.download_and_prepare(download_config=config)
-    return builder
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def download(folder=None, url=DOWNLOAD_URL, progress=True, timeout=30.0):
+    """Downloads the four original files into `folder`, checksummed.
+
+    Files already there are kept (they are checked when read). Each file
+    arrives whole or not at all (a temporary file, its sha256 checked, a
+    rename), so a killed download leaves no half file behind.
+
+    Args:
+        folder: str or None, the target; defaults to `cache_folder()`.
+        url: str, the folder URL the files are under (ends in `/`).
+            Defaults to `DOWNLOAD_URL`.
+        progress: bool, report each file's progress on stderr.
+        timeout: float, seconds to wait for the server.
+    Returns:
+        str, the absolute folder.
+    Raises:
+        OSError: the server could not be reached or the folder written
+            (`urllib.error.URLError` is an OSError).
+        ValueError: a downloaded file is not the original.
+    """
+    folder = _absolute(cache_folder() if folder is None else folder)
+    created = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        for name in FILES:
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                _download(url + name, path, SHA256[name], progress, timeout)
+    except BaseException:
+        if created and not os.listdir(folder):  # leave no empty cache
+            os.rmdir(folder)
+        raise
+    return folder
+
+
+def find_files(manual_dir=None, data_dir=None, url=DOWNLOAD_URL, names=FILES):
+    """The folder holding the files, downloading them if needed.
+
+    Args:
+        manual_dir, data_dir: see the module docstring.
+        url: str, where to download from (`download`, all four files).
+        names: the file names needed. Defaults to the four, `FILES`.
+    Returns:
+        str, an absolute folder holding the files `names`.
+    Raises:
+        FileNotFoundError: `manual_dir` (or `$KERAS_STN_MNIST_DIR`) lacks a
+            file; or no folder holds them and the download failed. The
+            message names the paths and both ways to get the files.
+        ValueError: a downloaded file is not the original.
+    """
+    folder, origin = manual_dir_for(manual_dir, data_dir)
+    if origin != "<data_dir>/downloads/manual":
+        if not _has_files(folder, names):
+            missing = [
+                os.path.join(folder, name)
+                for name in names
+                if not os.path.isfile(os.path.join(folder, name))
+            ]
+            raise FileNotFoundError(
+                f"MNIST files not found: {missing}. `manual_dir` (else "
+                f"${MANUAL_DIR_ENV}) must hold the four original files "
+                f"{list(FILES)}; without it they are downloaded to "
+                f"{cache_folder()}. Received: {origin} -> {folder!r}"
+            )
+        return folder
+    if _has_files(folder, names):
+        return folder
+    cache = cache_folder()
+    if _has_files(cache, names):
+        return cache
+    try:
+        return download(cache, url)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"MNIST is not on this machine and the download from {url} "
+            f"failed ({error}). Either connect to the network (the files "
+            f"are then downloaded to {cache}), or copy the four original "
+            f"files {list(FILES)} into a folder and pass it as "
+            f"`manual_dir` (--manual-dir) or ${MANUAL_DIR_ENV} (looked for "
+            f"also in {folder})."
+        ) from error
 
 
 @functools.lru_cache(maxsize=8)
-def _split_arrays(data_dir, base):
-    """The whole base split as NumPy arrays, decoded once per process."""
-    data = tfds.as_numpy(
-        tfds.load(
-            "mnist",
-            split=base,
-            data_dir=data_dir,
-            batch_size=-1,
-            download=False,
-        )
-    )
-    images = np.ascontiguousarray(data["image"], dtype=np.uint8)
-    labels = np.asarray(data["label"], dtype=np.int64)
+def _checked(path, size, mtime):
+    """Raises unless the file at `path` is the original (once per file
+    version per process)."""
+    folder, name = os.path.split(path)
+    _downloads.check_files(folder, {name: SHA256[name]}, "manual_dir")
+
+
+def _read(path, header):
+    stat = os.stat(path)
+    _checked(path, stat.st_size, stat.st_mtime_ns)
+    with gzip.open(path, "rb") as file:
+        return np.frombuffer(file.read(), np.uint8, offset=header)
+
+
+def tfds_order(split, count):
+    """The file indices in tensorflow-datasets' order: sorted by the md5 of
+    the split name followed by the decimal index (its `hashing.Hasher`)."""
+    salt = hashlib.md5(split.encode())
+
+    def key(index):
+        digest = salt.copy()
+        digest.update(str(index).encode())
+        return digest.digest()  # big-endian bytes sort as the 128-bit int
+
+    return np.array(sorted(range(count), key=key), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(folder, split, order):
+    images_name, labels_name = SPLIT_FILES[split]
+    count = COUNTS[split]
+    images = _read(os.path.join(folder, images_name), _IMAGES_HEADER)
+    images = images.reshape(count, IMAGE_SIZE, IMAGE_SIZE)
+    labels = _read(os.path.join(folder, labels_name), _LABELS_HEADER)
+    labels = labels.astype(np.int64)
+    if order == "tfds":
+        permutation = tfds_order(split, count)
+        images, labels = images[permutation], labels[permutation]
+    images = np.ascontiguousarray(images)
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
 
 
-def load_split(split="train", data_dir=None, manual_dir=None):
-    """Loads an MNIST split through tfds.
+def load_mnist(
+    manual_dir=None, split="train", data_dir=None, order="tfds", url=None
+):
+    """One base split of MNIST from the four original files.
 
     Args:
-        split: str, `"train"`, `"test"`, `"validation"` or a tfds slice of
-            one of them, e.g. `"train[:50000]"`.
-        data_dir, manual_dir: as `prepared_builder`.
+        manual_dir: str, path or None, the folder holding the files; see
+            the module docstring for the defaults and the download.
+        split: `"train"` (60000 digits) or `"test"` (10000).
+        data_dir: str, path or None, tfds' data directory (only for the
+            default folder).
+        order: `"tfds"` (default; tensorflow-datasets' order) or `"file"`.
+        url: str or None, where to download from; defaults to
+            `DOWNLOAD_URL`.
     Returns:
-        `MnistSplit`: the base split's arrays and the slice's range.
+        `(images, labels)`: read-only uint8 `(N, 28, 28)` and int64 `(N,)`
+        NumPy arrays, decoded once per process.
     Raises:
-        ValueError: a malformed split, or one spanning two base splits.
-        FileNotFoundError: as `prepared_builder`.
+        FileNotFoundError: as `find_files`.
+        ValueError: a bad argument, or a file that is not the original
+            (the message names it and its sha256).
     """
-    if not isinstance(split, str):
+    if split not in SPLIT_FILES:
         raise ValueError(
-            "`split` must be a str such as 'train', 'test', 'validation' or "
-            f"'train[:50000]'. Received: split={split!r}"
+            f"`split` must be one of {tuple(SPLIT_FILES)}. Received: "
+            f"split={split!r}"
         )
-    spec = SPLIT_ALIASES.get(split, split)
-    try:
-        instruction = tfds.core.ReadInstruction.from_spec(spec)
-    except (AssertionError, ValueError) as error:
+    if order not in ORDERS:
         raise ValueError(
-            "`split` must be 'train', 'test', 'validation' or a tfds slice "
-            f"of one of them. Received: split={split!r} ({error})"
-        ) from error
-    builder = prepared_builder(data_dir, manual_dir)
-    try:
-        absolute = instruction.to_absolute(builder.info.splits)
-    except (KeyError, ValueError, AssertionError) as error:
+            f"`order` must be one of {ORDERS}. Received: order={order!r}"
+        )
+    folder = find_files(
+        manual_dir, data_dir, url or DOWNLOAD_URL, SPLIT_FILES[split]
+    )
+    return _decoded(folder, split, order)
+
+
+def _bound(text, count):
+    if text is None:
+        return None
+    if text.endswith("%"):
+        # tfds' default rounding of percent slices ("closest").
+        return int(round(int(text[:-1]) * count / 100.0))
+    return int(text)
+
+
+def split_range(split):
+    """Parses a split into its base split and example range.
+
+    Args:
+        split: str, `"train"`, `"test"`, `"validation"` (the last 10000
+            training digits, `"train[50000:]"`) or a slice of one base
+            split in tfds' form: `"train[:50000]"`, `"test[10%:]"`,
+            `"train[-100:]"`.
+    Returns:
+        `(base, start, stop)`: the examples are `[start, stop)` of `base`.
+    Raises:
+        ValueError: a malformed split, or one that selects nothing.
+
+    Example:
+    >>> split_range("validation")
+    ('train', 50000, 60000)
+    """
+    spec = SPLIT_ALIASES.get(split, split) if isinstance(split, str) else None
+    match = _SLICE.match(spec) if spec is not None else None
+    if match is None:
         raise ValueError(
-            "`split` must name 'train' or 'test'. Received: "
-            f"split={split!r} ({error})"
-        ) from error
-    if len(absolute) != 1:
-        raise ValueError(
-            "`split` must be one base split or a slice of one, not a union. "
+            "`split` must be 'train', 'test', 'validation' or a slice of "
+            "'train' or 'test' such as 'train[:50000]' or 'test[:10%]'. "
             f"Received: split={split!r}"
         )
-    base = absolute[0].splitname
-    images, labels = _split_arrays(str(builder.data_dir_root), base)
-    start = absolute[0].from_ or 0
-    stop = len(labels) if absolute[0].to is None else absolute[0].to
+    base, low, high = match.groups()
+    count = COUNTS[base]
+    start, stop, _ = slice(_bound(low, count), _bound(high, count)).indices(
+        count
+    )
     if stop <= start:
         raise ValueError(
-            f"`split` must select at least one example. Received: "
-            f"split={split!r} (examples {start}:{stop})"
+            "`split` must select at least one example. Received: "
+            f"split={split!r} (examples {start}:{stop} of {count})"
         )
-    return MnistSplit(images, labels, base, int(start), int(stop))
+    return base, start, stop

@@ -76,9 +76,10 @@ def test_train_crops_are_random_and_flipped_as_recorded():
         # top-right pixel, 223 further right.
         expected = top_left + np.where(flipped, 223, 0)[:, None] * [1, 0]
         np.testing.assert_array_equal(_decode(images), expected)
-        # x falls along each unflipped row, rises along each flipped one.
-        step = np.sign(np.diff(images[:, 0, :2, 0], axis=1))[:, 0]
-        np.testing.assert_array_equal(step > 0, ~flipped)
+        # x rises along each unflipped row, falls along each flipped one
+        # (decoded whole: channel 0 alone wraps at 256).
+        step = _decode(images[:, :, 1:2]) - _decode(images[:, :, :1])
+        np.testing.assert_array_equal(step[:, 0] > 0, ~flipped)
     assert not np.array_equal(
         epochs[0][2]["crop_top_left"], epochs[1][2]["crop_top_left"]
     )

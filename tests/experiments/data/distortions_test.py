@@ -1,221 +1,175 @@
+"""The distortions' parameters and geometry (NumPy, any backend)."""
+
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
+from keras_stn.experiments.data import clutter
+from keras_stn.experiments.data import distorted
 from keras_stn.experiments.data import distortions
+from keras_stn.experiments.data import placement
 
-pytestmark = pytest.mark.tensorflow_only
-
-# float32 rounding of the grid: sampling points are pixel centres +-1e-6.
+# Statistical checks: a sample mean or variance is within FIVE of its
+# standard error of the documented value (a false alarm about once in
+# 1.7 million runs per check; every draw is seeded, so a run repeats).
+FIVE = 5.0
+DRAWS = 20000
+# float32 rounding of a bilinear sample at pixel centres (test_case's
+# dtype-keyed float32 tolerance).
 TOLERANCE = 1e-5
 
-IDENTITY_STRENGTH = {
-    "R": distortions.Rotation(angle_range=(0, 0)),
-    "RTS": distortions.RotationScaleTranslation(
-        angle_range=(0, 0), scale_range=(1, 1), canvas_size=28
-    ),
-    "P": distortions.ProjectiveWarp(scale_range=(1, 1), corner_sigma=0),
-    "E": distortions.ElasticWarp(control_sigma=0),
-}
+
+def _check_uniform(values, low, high):
+    """All in `[low, high]`, mean and variance within FIVE standard errors
+    of the continuous uniform's."""
+    values = np.asarray(values, np.float64).ravel()
+    n, width = len(values), high - low
+    assert values.min() >= low and values.max() <= high
+    assert abs(values.mean() - (low + high) / 2) < FIVE * width / np.sqrt(
+        12 * n
+    )
+    # Var(s^2) = (mu_4 - sigma^4) / n, mu_4 = width^4 / 80 for a uniform.
+    error = width**2 * np.sqrt((1 / 80 - 1 / 144) / n)
+    assert abs(values.var() - width**2 / 12) < FIVE * error
 
 
-def _image(seed=0):
-    return np.random.default_rng(seed).random((28, 28, 1)).astype("float32")
+def _check_normal(values, sigma):
+    """Mean 0 and variance sigma^2 within FIVE standard errors."""
+    values = np.asarray(values, np.float64).ravel()
+    n = len(values)
+    assert abs(values.mean()) < FIVE * sigma / np.sqrt(n)
+    assert abs(values.var() - sigma**2) < FIVE * sigma**2 * np.sqrt(2 / n)
 
 
-def _batched(params_list):
-    return {k: tf.stack([p[k] for p in params_list]) for k in params_list[0]}
+def _rng(seed=0):
+    return np.random.default_rng(seed)
 
 
-def _blob():
-    """An off-centre Gaussian blob, well inside the frame."""
-    y, x = np.mgrid[0:28, 0:28] + 0.5
-    blob = np.exp(-((x - 17.0) ** 2 + (y - 11.0) ** 2) / (2 * 2.0**2))
-    return blob[..., None].astype("float32")
+def test_rotation_angles_are_uniform_on_the_range():
+    params = distortions.Rotation().draw(_rng(), DRAWS)
+    _check_uniform(params["angle"], -90.0, 90.0)
 
 
-def _centroid(image):
-    """Intensity centroid `(x, y)` in continuous pixel coordinates."""
-    image = np.asarray(image)[..., 0]
-    y, x = np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5
-    total = image.sum()
-    return np.array([(image * x).sum(), (image * y).sum()]) / total
+def test_rts_parameters_are_uniform_and_keep_the_frame_on_the_canvas():
+    params = distortions.RotationScaleTranslation().draw(_rng(), DRAWS)
+    _check_uniform(params["angle"], -45.0, 45.0)
+    _check_uniform(params["scale"], 0.7, 1.2)
+    margin = (42 - 28 * params["scale"].astype(np.float64)) / 2
+    unit = params["position"] / margin[:, None]
+    _check_uniform(unit, -1.0 - 1e-6, 1.0 + 1e-6)
 
 
-@pytest.mark.parametrize("name", list(IDENTITY_STRENGTH))
-def test_identity_strength_returns_the_image(name):
-    image = _image()
-    out, _ = IDENTITY_STRENGTH[name](image, tf.constant([3, 4]))
-    np.testing.assert_allclose(out, image, atol=TOLERANCE)
+def test_projective_parameters():
+    params = distortions.ProjectiveWarp().draw(_rng(), DRAWS)
+    _check_uniform(params["scale"], 0.75, 1.0)
+    assert params["corners"].shape == (DRAWS, 4, 2)
+    _check_normal(params["corners"], 5.0)
 
 
-@pytest.mark.parametrize(
-    "distortion, shapes",
-    [
-        (distortions.Rotation(), {"angle": ()}),
-        (
-            distortions.RotationScaleTranslation(),
-            {"angle": (), "scale": (), "position": (2,)},
-        ),
-        (distortions.ProjectiveWarp(), {"scale": (), "corners": (4, 2)}),
-        (distortions.ElasticWarp(), {"displacement": (16, 2)}),
-    ],
-)
-def test_draws_are_a_function_of_the_seed(distortion, shapes):
-    a = distortion.draw(tf.constant([1, 2]))
-    b = distortion.draw(tf.constant([1, 2]))
-    c = distortion.draw(tf.constant([1, 3]))
-    assert {k: tuple(v.shape) for k, v in a.items()} == shapes
-    for key in shapes:
-        np.testing.assert_array_equal(a[key], b[key])
-        assert not np.array_equal(a[key], c[key])
-    image, params = distortion(_image(), tf.constant([1, 2]))
-    size = distortion.output_size
-    assert image.shape == (size, size, 1) and image.dtype == tf.float32
-    for key in shapes:
-        np.testing.assert_array_equal(params[key], a[key])
+def test_elastic_parameters_move_a_4x4_lattice():
+    distortion = distortions.ElasticWarp()
+    params = distortion.draw(_rng(), DRAWS)
+    assert params["displacement"].shape == (DRAWS, 16, 2)
+    _check_normal(params["displacement"], 1.5)
+    axis = np.linspace(-1, 1, 4)
+    np.testing.assert_array_equal(np.unique(distortion.control_points), axis)
 
 
-def test_rts_moves_the_centroid_by_the_drawn_parameters():
-    """Independent check of turn, scale, position and the 42 / 28 factor:
-    the centroid `c` (from the digit centre) lands at
-    `canvas centre + scale * R(angle) c + position`."""
-    rts = distortions.RotationScaleTranslation()
-    image = _blob()
-    source = _centroid(image) - 14.0
-    params = _batched([rts.draw(tf.constant([s, 7])) for s in range(40)])
-    out = rts.warp(tf.constant(np.stack([image] * 40)), params).numpy()
-    for k in range(40):
-        angle = np.deg2rad(params["angle"][k].numpy())
-        rotation = np.array(
-            [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-        )
-        scale = params["scale"][k].numpy()
-        expected = 21.0 + scale * rotation @ source + params["position"][k]
-        np.testing.assert_allclose(_centroid(out[k]), expected, atol=0.05)
-        # Bilinear resampling keeps the mass times the area factor.
-        assert out[k].sum() == pytest.approx(image.sum() * scale**2, rel=0.02)
+def test_clutter_draws_keep_the_centre_clear_and_patches_from_others():
+    distortion = clutter.Clutter()
+    own = np.arange(DRAWS) % 100
+    params = distortion.draw(_rng(), DRAWS, 100, exclude=own)
+    top_left = params["top_left"]
+    assert top_left.min() == 0 and top_left.max() == 60 - 28
+    # Integers uniform on 0..32: mean 16, variance (33^2 - 1) / 12.
+    se = np.sqrt((33**2 - 1) / 12 / top_left.size)
+    assert abs(top_left.mean() - 16) < FIVE * se
+    index = params["patch_index"]
+    assert index.min() >= 0 and index.max() < 100
+    assert not np.any(index == own[:, None])
+    crop = params["patch_crop"]
+    assert crop.min() == 0 and crop.max() == 28 - 6
+    where = params["patch_top_left"]
+    assert where.min() == 0 and where.max() == 60 - 6
+    low = top_left[:, None, :] + 10  # the central 8x8 of the 28x28 frame
+    overlap = (where < low + 8) & (where + 6 > low)
+    assert not np.any(overlap.all(axis=-1))
 
 
-def test_rts_positions_keep_the_scaled_frame_inside_the_canvas():
-    rts = distortions.RotationScaleTranslation()
-    params = _batched([rts.draw(tf.constant([s, 1])) for s in range(300)])
-    angle, scale = params["angle"].numpy(), params["scale"].numpy()
-    position = params["position"].numpy()
-    assert angle.min() >= -45 and angle.max() <= 45
-    assert scale.min() >= 0.7 and scale.max() <= 1.2
-    margin = (42 - 28 * scale) / 2
-    assert (np.abs(position) <= margin[:, None] + 1e-5).all()
-    # They spread over the ranges.
-    assert angle.min() < -40 and angle.max() > 40
-    assert scale.min() < 0.75 and scale.max() > 1.15
-    assert (np.abs(position) / margin[:, None]).max() > 0.95
-
-
-def test_projective_without_noise_is_the_scale():
-    image = _image(1)
-    warp = distortions.ProjectiveWarp(scale_range=(0.8, 0.8), corner_sigma=0)
-    out, _ = warp(image, tf.constant([0, 0]))
-    expected = distortions.placement.warp_similarity(
-        image[None], [0.0], [0.8], [[0.0, 0.0]], 28
-    )[0]
-    np.testing.assert_allclose(out, expected, atol=TOLERANCE)
-
-
-def test_projective_equal_corner_noise_translates_the_digit():
-    # All four corners moved by (3, 1) px: the digit moves by (3, 1).
-    image = _image(2)
-    warp = distortions.ProjectiveWarp(scale_range=(1, 1))
+def test_clutter_patches_are_the_crops_combined_by_maximum():
+    distortion = clutter.Clutter(canvas_size=30, num_patches=2, patch_size=3)
+    pool = _rng(3).integers(0, 256, (5, 28, 28), np.uint8)
     params = {
-        "scale": tf.ones([1]),
-        "corners": tf.constant([[[3.0, 1.0]] * 4]),
+        "patch_index": np.array([[1, 4]]),
+        "patch_crop": np.array([[[2, 5], [0, 0]]], np.int32),
+        "patch_top_left": np.array([[[10, 11], [11, 12]]], np.int32),
     }
-    out = warp.warp(image[None], params).numpy()[0]
-    np.testing.assert_allclose(out[1:, 3:], image[:-1, :-3], atol=TOLERANCE)
-    np.testing.assert_allclose(out[:1], 0.0, atol=TOLERANCE)
-    np.testing.assert_allclose(out[:, :3], 0.0, atol=TOLERANCE)
+    expected = np.zeros((30, 30), np.uint8)
+    for index, (cx, cy), (x, y) in zip(
+        [1, 4], [(2, 5), (0, 0)], [(10, 11), (11, 12)]
+    ):
+        crop = pool[index, cy : cy + 3, cx : cx + 3]
+        region = expected[y : y + 3, x : x + 3]
+        expected[y : y + 3, x : x + 3] = np.maximum(region, crop)
+    np.testing.assert_array_equal(distortion.patches(pool, params)[0], expected)
 
 
-def test_homography_theta_maps_targets_to_corners():
-    rng = np.random.default_rng(3)
-    targets = distortions.CORNERS * 0.9 + rng.normal(0, 0.2, (5, 4, 2))
-    theta = distortions.homography_theta(targets).numpy().astype(np.float64)
-    matrix = np.concatenate([theta, np.ones((5, 1))], axis=1).reshape(5, 3, 3)
-    points = np.concatenate([targets, np.ones((5, 4, 1))], axis=-1)
+def test_position_outside_is_exactly_uniform_on_the_allowed_cells():
+    # 3x3 positions, (0..1, 0..1) forbidden: 5 allowed cells, p = 1/5.
+    xy = placement.uniform_position_outside(_rng(), 3, [0, 0], [1, 1], (DRAWS,))
+    cells, counts = np.unique(xy[:, 1] * 3 + xy[:, 0], return_counts=True)
+    np.testing.assert_array_equal(cells, [2, 5, 6, 7, 8])
+    expected = DRAWS / 5
+    assert np.all(np.abs(counts - expected) < FIVE * np.sqrt(expected * 0.8))
+
+
+def test_similarity_matrix_hand_computed():
+    # A quarter turn clockwise as displayed, scale 2, shifted 7 px right,
+    # 28 -> 28: output u samples the input at R(-90) u / 2 - shift.
+    theta = placement.similarity_matrix([90.0], [2.0], [[7.0, 0.0]], 28, 28)
+    expected = [[0.0, 0.5, -0.0], [-0.5, 0.0, 0.25]]
+    np.testing.assert_allclose(theta[0], expected, atol=1e-7)
+
+
+def test_homography_theta_maps_the_corners_to_the_targets():
+    targets = placement.CORNERS[None] * 0.5 + _rng().normal(0, 0.1, (3, 4, 2))
+    theta = placement.homography_theta(targets).astype(np.float64)
+    matrix = np.concatenate([theta, np.ones((3, 1))], -1).reshape(3, 3, 3)
+    points = np.concatenate([targets, np.ones((3, 4, 1))], -1)
     mapped = np.einsum("bij,bkj->bki", matrix, points)
     np.testing.assert_allclose(
         mapped[..., :2] / mapped[..., 2:],
-        np.broadcast_to(distortions.CORNERS, (5, 4, 2)),
+        placement.CORNERS[None].repeat(3, 0),
         atol=1e-5,
     )
 
 
-def test_elastic_equal_displacements_translate_the_digit():
-    # Every control point samples 2 px right and 1 px down of itself: the
-    # spline reproduces that translation, the digit moves (-2, -1).
-    image = _image(4)
-    warp = distortions.ElasticWarp()
-    params = {"displacement": tf.constant([[[2.0, 1.0]] * 16])}
-    out = warp.warp(image[None], params).numpy()[0]
-    np.testing.assert_allclose(out[:-1, :-2], image[1:, 2:], atol=TOLERANCE)
-    np.testing.assert_allclose(out[-1:], 0.0, atol=TOLERANCE)
-
-
-@pytest.mark.parametrize("num_control_points", [9, 25])
-def test_elastic_control_point_counts(num_control_points):
-    warp = distortions.ElasticWarp(num_control_points=num_control_points)
-    params = warp.draw(tf.constant([5, 5]))
-    assert params["displacement"].shape == (num_control_points, 2)
-    zero = {"displacement": tf.zeros([1, num_control_points, 2])}
-    image = _image(5)
-    np.testing.assert_allclose(
-        warp.warp(image[None], zero)[0], image, atol=TOLERANCE
-    )
-
-
-def test_noise_has_the_stated_sigma():
-    projective = distortions.ProjectiveWarp()
-    elastic = distortions.ElasticWarp()
-    corners = np.stack(
-        [projective.draw(tf.constant([s, 2]))["corners"] for s in range(300)]
-    )
-    moved = np.stack(
-        [elastic.draw(tf.constant([s, 2]))["displacement"] for s in range(150)]
-    )
-    # 2400 samples each: the standard error of sigma is 1.5 %.
-    assert corners.std() == pytest.approx(5.0, rel=0.06)
-    assert moved.std() == pytest.approx(1.5, rel=0.06)
-    scale = np.stack(
-        [projective.draw(tf.constant([s, 2]))["scale"] for s in range(100)]
-    )
-    assert scale.min() >= 0.75 and scale.max() <= 1.0
+def test_place_copies_the_pixels_at_integer_positions():
+    images = _rng(4).random((3, 28, 28, 1)).astype(np.float32)
+    top_left = np.array([[0, 0], [5, 9], [56, 56]], np.int32)
+    theta = placement.placement_matrix(top_left, 28, 84)
+    placed = ops.convert_to_numpy(placement.place(images, theta, 84))
+    for image, out, (x, y) in zip(images, placed, top_left):
+        expected = np.zeros((84, 84, 1), np.float32)
+        expected[y : y + 28, x : x + 28] = image
+        np.testing.assert_allclose(out, expected, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize(
-    "make, argument",
+    "variant, options, pattern",
     [
-        (lambda: distortions.Rotation(angle_range=(10, -10)), "angle_range"),
-        (lambda: distortions.Rotation(angle_range=5), "angle_range"),
+        ("Q", {}, "`variant` must be one of"),
         (
-            lambda: distortions.RotationScaleTranslation(scale_range=(0, 1)),
-            "scale_range",
+            "R",
+            {"scale_range": (1, 1)},
+            r"Unknown option\(s\) \['scale_range'\]",
         ),
-        (
-            lambda: distortions.RotationScaleTranslation(canvas_size=30),
-            "canvas_size",
-        ),
-        (
-            lambda: distortions.RotationScaleTranslation(canvas_size=42.0),
-            "canvas_size",
-        ),
-        (lambda: distortions.ProjectiveWarp(corner_sigma=-1), "corner_sigma"),
-        (lambda: distortions.ElasticWarp(control_sigma="1"), "control_sigma"),
-        (
-            lambda: distortions.ElasticWarp(num_control_points=10),
-            "num_control_points",
-        ),
+        ("RTS", {"canvas_size": 30}, "`canvas_size` must hold"),
+        ("E", {"num_control_points": 15}, "`num_control_points` must be"),
+        ("TC", {"clear_centre": 7}, "`clear_centre` must be an even int"),
+        ("P", {"corner_sigma": -1.0}, "corner_sigma"),
     ],
 )
-def test_bad_arguments_are_named(make, argument):
-    with pytest.raises(ValueError, match=f"`{argument}`"):
-        make()
+def test_bad_options_are_named(variant, options, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        distorted.make_distortion(variant, **options)

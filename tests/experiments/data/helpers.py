@@ -1,8 +1,4 @@
-"""Helpers shared by the data tests."""
-
-import numpy as np
-
-from keras_stn.experiments.data import mnist
+"""Helpers of the tf.data tests (CUB-200-2011)."""
 
 
 def batches(dataset, count=1):
@@ -15,9 +11,3 @@ def batches(dataset, count=1):
 
 def first(dataset):
     return batches(dataset)[0]
-
-
-def digits(mnist_dirs, split, index):
-    """Source digits of a base split as float `(B, 28, 28)` in [0, 1]."""
-    source = mnist.load_split(split, **mnist_dirs)
-    return source.images[index, ..., 0].astype(np.float64) / 255.0

@@ -1,9 +1,9 @@
-"""Everything keras_stn does with TensorFlow itself, in one module.
+"""TensorFlow's primitives: everything keras_stn does with TensorFlow
+itself, in one module.
 
-Imported only on the TensorFlow backend, and only when first needed (by
-`ops._backend` and `layers.depthwise_grad_conv2d`), so that the package
-imports and runs without TensorFlow installed on the JAX and PyTorch
-backends. Here:
+Imported only on the TensorFlow backend, when first needed (by the kernel
+seam, `keras_stn.ops.backend`), so that the package imports and runs
+without TensorFlow installed on the JAX and PyTorch backends. Here:
 
 - gather and scatter with custom gradients that XLA:CPU compiles well
   (`gather_pixels`, `gather_quads`, `scatter_add_rows`);
@@ -19,13 +19,9 @@ import functools
 
 import tensorflow as tf
 
-
-def flat_index(rows, cols, height, width):
-    """Row of `(b, rows, cols)` in the `(B * H * W, D)` view of images."""
-    batch = tf.shape(rows)[0]
-    shape = (-1,) + (1,) * (len(rows.shape) - 1)
-    offsets = tf.reshape(tf.range(batch, dtype=tf.int32), shape)
-    return (offsets * height + rows) * width + cols
+from keras_stn import config
+from keras_stn.ops import tuning
+from keras_stn.ops.backend import indexing
 
 
 def gather_pixels(images, rows, cols):
@@ -50,7 +46,7 @@ def gather_pixels(images, rows, cols):
         def _gather_pixels_grad(upstream):
             """d images: the upstream rows summed onto the pixels read."""
             shape = tf.shape(images)
-            index = flat_index(rows, cols, shape[1], shape[2])
+            index = indexing.flat_index(rows, cols, shape[1], shape[2])
             summed = tf.math.unsorted_segment_sum(
                 tf.reshape(upstream, (-1, shape[3])),
                 tf.reshape(index, (-1,)),
@@ -63,21 +59,13 @@ def gather_pixels(images, rows, cols):
     return _gather(images)
 
 
-# Up to this depth the transpose of `gather_quads` is one segment sum over
-# the four taps' rows (tap-major); deeper, four scatter-adds in a row, so
-# that only one tap's `(N, D)` updates are alive at a time (one segment sum
-# of all four held 4x the updates and took the sampler's peak memory above
-# the autodiff twin's). The crossover was measured under XLA on CPU with
-# benchmarks/sampler_benchmark.py.
-TAP_MAJOR_MAX_DEPTH = 16
-
-
 def gather_quads(images, rows, cols):
     """The 2x2 blocks given as four taps' `rows`, `cols` `(B, ..., 4)`
-    (`ops._backend.gather_quads`), with a tap-major transpose: the index of
+    (`ops.gathers.gather_quads`), with a tap-major transpose: the index of
     each tap is the corner's plus a constant, and XLA:CPU writes arrays
     with a trailing axis of 4 (point-major rows) several times slower than
-    four plain ones.
+    four plain ones. Deeper than `tuning.TAP_MAJOR_MAX_DEPTH`, four
+    scatter-adds in a row.
 
     Args:
         images: tensor `(B, H, W, D)`, `D` static.
@@ -86,6 +74,8 @@ def gather_quads(images, rows, cols):
         Tensor `(B, ..., 4, D)`.
     """
     depth = images.shape[-1]
+    if depth is None:
+        return gather_pixels(images, rows, cols)
 
     @tf.custom_gradient
     def _gather(images):
@@ -95,15 +85,15 @@ def gather_quads(images, rows, cols):
             """d images: each tap's upstream rows summed onto its pixels."""
             shape = tf.shape(images)
             num_rows = shape[0] * shape[1] * shape[2]
-            corner = tf.reshape(
-                flat_index(rows[..., 0], cols[..., 0], shape[1], shape[2]),
-                (-1,),
+            corner = indexing.flat_index(
+                rows[..., 0], cols[..., 0], shape[1], shape[2]
             )
+            corner = tf.reshape(corner, (-1,))
             offsets = (0, 1, shape[2], shape[2] + 1)
             updates = [
                 tf.reshape(upstream[..., k, :], (-1, depth)) for k in range(4)
             ]
-            if depth <= TAP_MAJOR_MAX_DEPTH:
+            if depth <= tuning.TAP_MAJOR_MAX_DEPTH:
                 summed = tf.math.unsorted_segment_sum(
                     tf.concat(updates, 0),
                     tf.concat([corner + offset for offset in offsets], 0),
@@ -122,9 +112,18 @@ def gather_quads(images, rows, cols):
     return _gather(images)
 
 
+def gather_taps(images, index, rows, cols):
+    """`K` taps per point (`generic.gather_taps`), each a `gather_pixels`
+    of `(b, row, col)` indices, which XLA:CPU compiles well."""
+    return [
+        gather_pixels(images, rows[:, k], cols[:, k])
+        for k in range(rows.shape[1])
+    ]
+
+
 def scatter_add_rows(updates, indices, num_rows):
     """`tf.math.unsorted_segment_sum` (no index wrapping, unlike
-    `keras.ops.segment_sum`'s checks); see `ops._backend`."""
+    `keras.ops.segment_sum`'s checks)."""
     return tf.math.unsorted_segment_sum(updates, indices, num_rows)
 
 
@@ -157,8 +156,11 @@ def xla_compiled(
             the gradient w.r.t. `images`, written directly (differentiable,
             for second derivatives); else the autodiff of `fn`.
     Returns:
-        A function with the signature of `fn`.
+        A function with the signature of `fn`; `fn` itself when
+        `keras_stn.config.xla_samplers()` is off.
     """
+    if not config.xla_samplers():
+        return fn
     if key in _COMPILED:
         return _COMPILED[key]
     forward = tf.function(forward_fn or fn, jit_compile=True)
@@ -206,6 +208,11 @@ def has_gpu():
     Asked at every trace, and at every eager call of a grid: cached, as the
     logical devices are fixed once TensorFlow has started."""
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+def on_gpu(x):
+    """Whether TensorFlow runs on a GPU (`has_gpu`)."""
+    return has_gpu()
 
 
 def _flipped(kernel):
@@ -302,8 +309,16 @@ def assert_dims(x, sizes, message, name):
             (B, H_out, W_out, 2)."
         name: str, the argument's name, for the shape received.
     Returns:
-        `x`, behind the assertions.
+        `x`, behind the assertions (`x` itself when every dimension is
+        static and every size an int: the static checks saw those).
     """
+    sizes = {
+        axis: size
+        for axis, size in sizes.items()
+        if x.shape[axis] is None or not isinstance(size, int)
+    }
+    if not sizes:
+        return x
     shape = tf.shape(x)
     checks = []
     for axis, size in sizes.items():

@@ -1,0 +1,1 @@
+"""Helpers shared by the library: argument validation, atomic files."""
