@@ -87,9 +87,6 @@ def _transposed(arrays, flags, data_format):
 
 @pytest.mark.parametrize("case", FORMAT_CASES)
 def test_channels_first_equals_channels_last(case, floatx):
-    # Volume grids fail under `jax.jit` (an op bug that the rank-generic
-    # suite marks): JAX differentiates them eagerly here.
-    jit = case.family != "affine3d"
     keras.utils.set_random_seed(0)
     dtype, atol = floatx
     runs = {}
@@ -109,7 +106,7 @@ def test_channels_first_equals_channels_last(case, floatx):
             for u, image in zip(upstream, case.image_outputs)
         ]
         outputs, input_grads, weight_grads = layer_cases.gradients(
-            case, layer, inputs, upstream_here, jit=jit
+            case, layer, inputs, upstream_here
         )
         assert all(g is not None for g in [*input_grads, *weight_grads])
         runs[data_format] = (

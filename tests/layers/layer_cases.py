@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import pytest
 
 import keras_stn
 from keras_stn.ops import transforms
@@ -263,7 +262,7 @@ def upstreams(outputs, seed=1):
     return [rng.normal(size=tuple(o.shape)) for o in outputs]
 
 
-def gradients(case, layer, inputs, upstream, jit=True):
+def gradients(case, layer, inputs, upstream):
     """Outputs and gradients of `sum_k <outputs_k, upstream_k>` through the
     backend's autodiff: `jax.vjp` of `jax.jit(layer.stateless_call)` on
     JAX, a `GradientTape` on TensorFlow, `torch.autograd` on PyTorch.
@@ -272,7 +271,6 @@ def gradients(case, layer, inputs, upstream, jit=True):
         case: a `Case`; `layer` is built (called once) already.
         inputs: list of NumPy arrays, as the layer takes them.
         upstream: list of NumPy arrays, one per flattened output.
-        jit: bool, whether JAX differentiates `jax.jit` of the call.
     Returns:
         `(outputs, input_grads, weight_grads)`: lists of NumPy arrays (the
         weights in `layer.trainable_variables` order); a gradient the
@@ -299,7 +297,7 @@ def gradients(case, layer, inputs, upstream, jit=True):
             return loss_of(outputs, keras.ops)
 
         _, pullback, flat = jax.vjp(
-            jax.jit(forward) if jit else forward,
+            jax.jit(forward),
             [v.value for v in weights],
             [jax.numpy.asarray(x) for x in inputs],
             has_aux=True,
@@ -332,21 +330,6 @@ def gradients(case, layer, inputs, upstream, jit=True):
         ]
 
     return numpy(flat), numpy(input_grads), numpy(weight_grads)
-
-
-def xfail_jit_of_volume_grids(case, request):
-    """Under `jax.jit`, `ops.affine_grid` on volumes closes over its base
-    grid and raises "No constant handler" (an op bug of `keras_stn.ops`,
-    issue 21's third bug, not the layers'). Strict: once the op is fixed
-    the marker must go."""
-    if keras.backend.backend() == "jax" and case.family == "affine3d":
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=TypeError,
-                strict=True,
-                reason="ops.affine_grid_3d under jax.jit (keras_stn.ops)",
-            )
-        )
 
 
 def build(case, layer, inputs):

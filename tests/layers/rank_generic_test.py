@@ -147,8 +147,7 @@ def test_keras_file_loads_in_a_fresh_process(case, data_format, reloaded):
 
 
 @pytest.mark.parametrize("case,data_format", CASES)
-def test_gradients_reach_every_input_and_weight(case, data_format, request):
-    layer_cases.xfail_jit_of_volume_grids(case, request)
+def test_gradients_reach_every_input_and_weight(case, data_format):
     keras.utils.set_random_seed(0)
     inputs = layer_cases.layer_inputs(case, data_format)
     layer = case.make(data_format)
