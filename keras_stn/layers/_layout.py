@@ -4,11 +4,15 @@ transposes at a layer's boundary.
 `keras_stn.ops` works on channels-last tensors; a channels-first layer
 moves the channel axis last on the way in and back on the way out. Each
 move is one transpose: a copy of the tensor (a read and a write of every
-element), which XLA may fuse into the sampler's gather under `jit`. For a
-typical size its cost is small next to the sampling (see the test report
-of `tests/layers/data_format_test.py`'s author; measured with
-`benchmarks`-style timing in the merge request): the layers pay it rather
-than keeping two copies of every op.
+element; XLA may fuse it into its neighbours under `jit`), paid rather
+than keeping a second layout in every op. Measured on a shared 2-core
+CPU (2026-12-08, Keras 3.15, TF 2.21, JAX 0.10, torch 2.13) for the
+paper's CUB step, `BilinearSampler` on `(8, 3, 448, 448)` sampling
+`(224, 224)`: the two transposes alone take 3-10 ms (JAX), 8-10 ms
+(TensorFlow), 16-24 ms (PyTorch) against 80-200 ms (TensorFlow, JAX) and
+0.7-1.6 s (PyTorch) for the sampler's forward and backward pass, and the
+whole step's channels-first/channels-last median ratio stayed within the
+machine's noise (0.98 on JAX and TensorFlow).
 """
 
 import keras
