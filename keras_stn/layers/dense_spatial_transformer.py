@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_stn.layers import _layout
 from keras_stn.ops import coordinates
 from keras_stn.ops import displacement as displacement_lib
 from keras_stn.utils import argument_validation
@@ -27,10 +28,15 @@ class DenseSpatialTransformer(keras.layers.Layer):
         padding_mode: `"border"` (default: neurite's `fill_value=None`),
             `"zeros"` or `"reflection"`.
         indexing: `"ij"` (default) or `"xy"`.
+        data_format: `"channels_last"` or `"channels_first"`, the layout
+            of both `images` and `displacement` (channels-first: the field
+            `(B, 2, H, W)`, as VoxelMorph's PyTorch code); defaults to
+            `keras.config.image_data_format()`.
     Call arguments:
         inputs: a list `[images, displacement]`: float tensors
             `(B, H, W, C)` and `(B, H, W, 2)`, or `(B, D, H, W, C)` and
-            `(B, D, H, W, 3)`.
+            `(B, D, H, W, 3)` (channels-first: `(B, C, ...)` and
+            `(B, 2, ...)` or `(B, 3, ...)`).
     Returns:
         Tensor like `images`.
     Raises:
@@ -47,7 +53,12 @@ class DenseSpatialTransformer(keras.layers.Layer):
     """
 
     def __init__(
-        self, kernel="bilinear", padding_mode="border", indexing="ij", **kwargs
+        self,
+        kernel="bilinear",
+        padding_mode="border",
+        indexing="ij",
+        data_format=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         argument_validation.check_choice(
@@ -62,17 +73,23 @@ class DenseSpatialTransformer(keras.layers.Layer):
         self.kernel = kernel
         self.padding_mode = padding_mode
         self.indexing = indexing
+        self.data_format = _layout.standardize(data_format)
 
     def _shapes(self, inputs_shape):
-        if not isinstance(inputs_shape, (list, tuple)) or len(
-            inputs_shape
-        ) != 2:
+        """The channels-last `(images, displacement)` shapes, checked."""
+        if (
+            not isinstance(inputs_shape, (list, tuple))
+            or len(inputs_shape) != 2
+        ):
             raise ValueError(
                 "`inputs` of DenseSpatialTransformer must be a list "
                 "[images, displacement]. Received: inputs with shape "
                 f"{inputs_shape!r}"
             )
-        images_shape, field_shape = (tuple(s) for s in inputs_shape)
+        images_shape, field_shape = (
+            _layout.shape_to_channels_last(s, self.data_format)
+            for s in inputs_shape
+        )
         num_axes = len(field_shape) - 2
         if (
             num_axes not in (2, 3)
@@ -85,9 +102,12 @@ class DenseSpatialTransformer(keras.layers.Layer):
         ):
             raise ValueError(
                 "`inputs` must be [images (B, *spatial, C), displacement "
-                "(B, *spatial, N)] with N = 2 or 3 spatial axes and the same "
-                f"batch and spatial sizes. Received: images.shape="
-                f"{images_shape}, displacement.shape={field_shape}"
+                "(B, *spatial, N)] (channels-first: (B, C, *spatial) and "
+                "(B, N, *spatial)) with N = 2 or 3 spatial axes and the "
+                f"same batch and spatial sizes. Received: images.shape="
+                f"{tuple(inputs_shape[0])}, displacement.shape="
+                f"{tuple(inputs_shape[1])}, data_format="
+                f"{self.data_format!r}"
             )
         return images_shape, field_shape
 
@@ -95,18 +115,23 @@ class DenseSpatialTransformer(keras.layers.Layer):
         self._shapes(inputs_shape)
 
     def call(self, inputs):
-        images, displacement = inputs
-        return displacement_lib.warp(
+        # The ops read channels-last tensors: a channels-first layer pays
+        # a transpose of each input and of the output (see `_layout`).
+        images, displacement = (
+            _layout.to_channels_last(x, self.data_format) for x in inputs
+        )
+        outputs = displacement_lib.warp(
             images,
             displacement,
             kernel=self.kernel,
             padding_mode=self.padding_mode,
             indexing=self.indexing,
         )
+        return _layout.from_channels_last(outputs, self.data_format)
 
     def compute_output_shape(self, inputs_shape):
         images_shape, _ = self._shapes(inputs_shape)
-        return images_shape
+        return _layout.shape_from_channels_last(images_shape, self.data_format)
 
     def get_config(self):
         return {
@@ -114,4 +139,9 @@ class DenseSpatialTransformer(keras.layers.Layer):
             "kernel": self.kernel,
             "padding_mode": self.padding_mode,
             "indexing": self.indexing,
+            "data_format": self.data_format,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**_layout.saved_config(config))

@@ -3,10 +3,13 @@
 import keras
 from keras import layers
 
+from keras_stn.layers import _layout
 from keras_stn.utils import argument_validation
 
 
-def default_localization(size=32, filters=20, units=50, name=None):
+def default_localization(
+    size=32, filters=20, units=50, name=None, data_format=None
+):
     """A small CNN trunk, after the paper's MNIST localization network.
 
     The input (image or feature map, any size) is resized to `size x size`,
@@ -20,24 +23,34 @@ def default_localization(size=32, filters=20, units=50, name=None):
         filters: int, filters of each convolution. Defaults to 20.
         units: int, features out. Defaults to 50.
         name: optional model name.
+        data_format: `"channels_last"` or `"channels_first"`, the input's
+            layout; defaults to `keras.config.image_data_format()`. The
+            flattened features are in channels-last order either way, so
+            weights carry over between the two.
     Returns:
-        An unbuilt `keras.Sequential` mapping `(B, H, W, C)` to
-        `(B, units)`.
+        An unbuilt `keras.Sequential` mapping `(B, H, W, C)` (or
+        `(B, C, H, W)`) to `(B, units)`.
     Raises:
-        ValueError: if `size`, `filters` or `units` is not a positive int.
+        ValueError: if `size`, `filters` or `units` is not a positive int,
+            or an unknown `data_format`.
     """
+    data_format = _layout.standardize(data_format)
     size = argument_validation.check_positive_int(size, "size")
     filters = argument_validation.check_positive_int(filters, "filters")
     units = argument_validation.check_positive_int(units, "units")
     argument_validation.check_optional_str(name, "name")
     return keras.Sequential(
         [
-            layers.Resizing(size, size),
-            layers.Conv2D(filters, 5, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(filters, 5, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
+            layers.Resizing(size, size, data_format=data_format),
+            layers.Conv2D(
+                filters, 5, activation="relu", data_format=data_format
+            ),
+            layers.MaxPooling2D(2, data_format=data_format),
+            layers.Conv2D(
+                filters, 5, activation="relu", data_format=data_format
+            ),
+            layers.MaxPooling2D(2, data_format=data_format),
+            layers.Flatten(data_format=data_format),
             layers.Dense(units, activation="relu"),
         ],
         name=name,

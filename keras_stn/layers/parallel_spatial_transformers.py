@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_stn.layers import _layout
 from keras_stn.layers import spatial_transformer
 from keras_stn.ops import transforms
 from keras_stn.utils import argument_validation
@@ -28,17 +29,20 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
         transform: str. Defaults to `"attention"`.
         merge: `"list"` (default) returns a list of `num_transformers`
             tensors `(B, H_out, W_out, C)`; `"concat"` concatenates them
-            along channels, `(B, H_out, W_out, num_transformers * C)`.
+            along channels, `(B, H_out, W_out, num_transformers * C)`
+            (axis 1 when channels-first).
         **kwargs: the other `SpatialTransformer` arguments (output_size,
             kernel, padding_mode, align_corners, antialias, lr_multiplier,
-            return_theta, return_grid) and layer arguments.
+            return_theta, return_grid, data_format) and layer arguments.
     Call arguments:
-        inputs: float tensor `(B, H, W, C)`.
+        inputs: float tensor `(B, H, W, C)` or, with a volume family,
+            `(B, D, H, W, C)` (channels-first: channels at axis 1).
         training: bool or None, passed to the localization.
     Returns:
         The merged outputs; with `return_theta`, also theta
         `(B, num_transformers, P)`; with `return_grid`, also the grids
-        `(B, num_transformers, H_out, W_out, 2)`.
+        `(B, num_transformers, H_out, W_out, 2)` (volumes
+        `(B, num_transformers, D_out, H_out, W_out, 3)`).
     Raises:
         ValueError: a bad `num_transformers` or `merge`, and as
             `SpatialTransformer`.
@@ -71,7 +75,9 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
     def _merge(self, views):
         outputs = views["outputs"]
         if self.merge == "concat":
-            outputs = ops.concatenate(outputs, axis=-1)
+            outputs = ops.concatenate(
+                outputs, axis=_layout.channel_axis(self.data_format)
+            )
         return self._pack(
             outputs,
             ops.stack(views["theta"], axis=1),
@@ -80,11 +86,15 @@ class ParallelSpatialTransformers(spatial_transformer.SpatialTransformer):
 
     def compute_output_shape(self, inputs_shape):
         size = self._sample_size(inputs_shape)
-        batch, channels, n = inputs_shape[0], inputs_shape[-1], len(self.heads)
+        batch, n = inputs_shape[0], len(self.heads)
+        channels = inputs_shape[_layout.channel_axis(self.data_format)]
         if self.merge == "concat":
-            outputs = (batch, *size, None if channels is None else n * channels)
-        else:
-            outputs = [(batch, *size, channels)] * n
+            channels = None if channels is None else n * channels
+        outputs = _layout.shape_from_channels_last(
+            (batch, *size, channels), self.data_format
+        )
+        if self.merge == "list":
+            outputs = [outputs] * n
         theta = (batch, n, transforms.get(self.transform).num_params)
         return self._pack(
             outputs, theta, (batch, n, *size, self._spatial_dims())

@@ -5,6 +5,7 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_stn.layers import _layout
 from keras_stn.layers import bilinear_sampler
 from keras_stn.layers import localization as localization_lib
 from keras_stn.layers import localization_head
@@ -33,10 +34,11 @@ class SpatialTransformer(keras.layers.Layer):
     head starts at the identity, so a new layer returns its input (resampled
     to `output_size`). Works on images and on feature maps, in series and in
     `Sequential`, functional and subclassed models.
+    Images `(B, H, W, C)` take an image family, volumes `(B, D, H, W, C)`
+    a volume family (`"affine3d"`) and a localization that reads volumes.
     Convention: theta maps output points to input points (see
-    `keras_stn.ops`); tensors are channels-last whatever
-    `keras.config.image_data_format()` says, and building under
-    `"channels_first"` raises.
+    `keras_stn.ops`); the grid's last axis holds `(x, y)` (volumes
+    `(x, y, z)`) whatever `data_format` says.
 
     Non-finite inputs: a sample whose input holds a NaN or an inf is
     isolated from the rest of the batch. The localization reads zeros in
@@ -48,8 +50,10 @@ class SpatialTransformer(keras.layers.Layer):
     the zeros.
 
     Args:
-        localization: a Keras layer or model mapping the input to features
-            `(B, F)`; defaults to `default_localization()` (a small CNN).
+        localization: a Keras layer or model mapping the input (in
+            `data_format`) to features `(B, F)`; defaults to
+            `default_localization(data_format=data_format)` (a small 2-D
+            CNN; volume families need one given).
         transform: str, a registered family name. Defaults to `"affine"`.
         output_size: `(H_out, W_out)` (volumes: `(D_out, H_out, W_out)`);
             defaults to the input's spatial size.
@@ -65,21 +69,28 @@ class SpatialTransformer(keras.layers.Layer):
             multiplier (a learning-rate multiplier under SGD; see
             `LocalizationHead`). Defaults to 1.
         return_theta: bool, also return theta `(B, P)`.
-        return_grid: bool, also return the grid `(B, H_out, W_out, 2)`.
+        return_grid: bool, also return the grid `(B, H_out, W_out, 2)`
+            (volumes `(B, D_out, H_out, W_out, 3)`).
+        data_format: `"channels_last"` (inputs `(B, H, W, C)`) or
+            `"channels_first"` (`(B, C, H, W)`); defaults to
+            `keras.config.image_data_format()`. The sampler reads
+            channels-last tensors: channels-first costs a transpose in and
+            one out.
     Call arguments:
-        inputs: float tensor `(B, H, W, C)`.
+        inputs: float tensor `(B, H, W, C)` or `(B, D, H, W, C)`
+            (channels-first: `(B, C, H, W)` or `(B, C, D, H, W)`).
         training: bool or None, passed to the localization.
     Returns:
-        `(B, H_out, W_out, C)`, or a tuple `(outputs, theta[, grid])` /
-        `(outputs, grid)` when asked for.
+        `(B, H_out, W_out, C)` (volumes `(B, D_out, H_out, W_out, C)`;
+        channels-first: channels at axis 1), or a tuple
+        `(outputs, theta[, grid])` / `(outputs, grid)` when asked for.
     Raises:
         ValueError: bad arguments at construction (a non-bool
             `align_corners`, `return_theta` or `return_grid`, a
-            non-finite `lr_multiplier`, ...); when built, inputs that are
-            not rank 4, an unknown spatial size with no `output_size`, a
-            localization whose output is not `(B, F)`, or
-            `keras.config.image_data_format()` other than
-            `"channels_last"`.
+            non-finite `lr_multiplier`, an unknown `data_format`, ...);
+            when built, inputs whose rank does not fit the family, an
+            unknown spatial size with no `output_size`, or a localization
+            whose output is not `(B, F)`.
 
     `views(inputs)` gives each head's theta, grid and output, and
     `warp(inputs, theta)` one head's sampling; `recording_inputs()` records
@@ -105,14 +116,14 @@ class SpatialTransformer(keras.layers.Layer):
         lr_multiplier=1.0,
         return_theta=False,
         return_grid=False,
+        data_format=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.data_format = _layout.standardize(data_format)
         self.transform = transforms.check_name(transform)
         self.output_size = (
-            None
-            if output_size is None
-            else _check_output_size(output_size)
+            None if output_size is None else _check_output_size(output_size)
         )
         bilinear_sampler.check_sampling_options(kernel, padding_mode, antialias)
         argument_validation.check_optional_layer(
@@ -129,7 +140,9 @@ class SpatialTransformer(keras.layers.Layer):
         self.localization = (
             localization
             if localization is not None
-            else localization_lib.default_localization(name="localization")
+            else localization_lib.default_localization(
+                name="localization", data_format=self.data_format
+            )
         )
         self.kernel = kernel
         self.padding_mode = padding_mode
@@ -173,10 +186,17 @@ class SpatialTransformer(keras.layers.Layer):
         return transforms.get(self.transform).spatial_dims
 
     def _sample_size(self, inputs_shape):
+        """The output's spatial size for `inputs_shape` (in the layer's
+        `data_format`), after checking that shape."""
         dims = self._spatial_dims()
         form = "(B, H, W, C)" if dims == 2 else "(B, D, H, W, C)"
+        if self.data_format == "channels_first":
+            form = "(B, C, H, W)" if dims == 2 else "(B, C, D, H, W)"
         argument_validation.check_shape(
             inputs_shape, dims + 2, "inputs", form, type(self).__name__
+        )
+        inputs_shape = _layout.shape_to_channels_last(
+            inputs_shape, self.data_format
         )
         if self.output_size is not None:
             if len(self.output_size) != dims:
@@ -196,10 +216,13 @@ class SpatialTransformer(keras.layers.Layer):
         return tuple(int(side) for side in spatial)
 
     def build(self, inputs_shape):
-        # The default localization's convolutions read the global format;
-        # the sampler always warps axes 1 and 2.
-        argument_validation.check_channels_last(type(self).__name__)
         self._sample_size(inputs_shape)
+        bilinear_sampler.check_sample_shapes(
+            _layout.shape_to_channels_last(inputs_shape, self.data_format),
+            (None,) * len(inputs_shape),
+            self.kernel,
+            self.antialias,
+        )
         if not self.localization.built:
             self.localization.build(inputs_shape)
         features_shape = self.localization.compute_output_shape(inputs_shape)
@@ -222,14 +245,17 @@ class SpatialTransformer(keras.layers.Layer):
         Convention: theta maps output points to input points.
 
         Args:
-            inputs: float tensor `(B, H, W, C)`.
+            inputs: float tensor `(B, H, W, C)` or `(B, D, H, W, C)`, in
+                the layer's `data_format`.
             theta: float tensor `(B, P)`, P the family's `num_params`.
         Returns:
             A tuple `(outputs, grid)`: `outputs` `(B, H_out, W_out, C)`
-            and `grid` `(B, H_out, W_out, 2)`, `(x, y)` in `[-1, 1]`.
+            (volumes `(B, D_out, H_out, W_out, C)`), in the layer's
+            `data_format`, and `grid` `(B, H_out, W_out, 2)` (volumes
+            `(B, D_out, H_out, W_out, 3)`) in `[-1, 1]`.
         Raises:
-            ValueError: inputs that are not rank 4, or theta of the wrong
-                size for the family.
+            ValueError: inputs whose rank does not fit the family, or
+                theta of the wrong size for the family.
 
         Example:
         >>> import numpy as np
@@ -244,8 +270,10 @@ class SpatialTransformer(keras.layers.Layer):
         grid = transforms.grid_for(
             self.transform, theta, size, self.align_corners
         )
+        # The ops read channels-last tensors: a channels-first layer pays
+        # one transpose in and one out (see `_layout`).
         outputs = sampling.sample(
-            inputs,
+            _layout.to_channels_last(inputs, self.data_format),
             grid,
             kernel=self.kernel,
             padding_mode=self.padding_mode,
@@ -253,7 +281,7 @@ class SpatialTransformer(keras.layers.Layer):
             antialias=self.antialias,
             deterministic=self.deterministic,
         )
-        return outputs, grid
+        return _layout.from_channels_last(outputs, self.data_format), grid
 
     def _localize(self, inputs, training):
         """`(features, finite)`: the localization's features, computed on
@@ -292,7 +320,8 @@ class SpatialTransformer(keras.layers.Layer):
         Convention: as the layer.
 
         Args:
-            inputs: float tensor `(B, H, W, C)`, what the layer receives;
+            inputs: float tensor `(B, H, W, C)` (or as the layer's
+                `data_format` and family say), what the layer receives;
                 cast to the layer's compute dtype.
             training: bool, passed to the localization. Defaults to
                 `False`.
@@ -368,11 +397,12 @@ class SpatialTransformer(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape):
         size = self._sample_size(inputs_shape)
         batch = inputs_shape[0]
-        outputs = (batch, *size, inputs_shape[-1])
-        theta = (batch, transforms.get(self.transform).num_params)
-        return self._pack(
-            outputs, theta, (batch, *size, self._spatial_dims())
+        channels = inputs_shape[_layout.channel_axis(self.data_format)]
+        outputs = _layout.shape_from_channels_last(
+            (batch, *size, channels), self.data_format
         )
+        theta = (batch, transforms.get(self.transform).num_params)
+        return self._pack(outputs, theta, (batch, *size, self._spatial_dims()))
 
     def get_config(self):
         return {
@@ -390,11 +420,12 @@ class SpatialTransformer(keras.layers.Layer):
             "lr_multiplier": self.lr_multiplier,
             "return_theta": self.return_theta,
             "return_grid": self.return_grid,
+            "data_format": self.data_format,
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = _layout.saved_config(config)
         config["localization"] = keras.saving.deserialize_keras_object(
             config["localization"]
         )

@@ -9,6 +9,7 @@ import math
 import keras
 from keras import layers
 
+from keras_stn.layers import _layout
 from keras_stn.layers import depthwise_grad_conv2d
 from keras_stn.layers import localization_head
 from keras_stn.layers import spatial_transformer
@@ -18,8 +19,15 @@ _CNN_FILTERS = (32, 32)
 _FCN_UNITS = (128, 128, 128)
 
 
+def _channels_last(input_shape, data_format):
+    """`input_shape` (no batch axis) as `(H, W, C)`."""
+    shape = _layout.shape_to_channels_last((None, *input_shape), data_format)
+    return shape[1:]
+
+
 def _cnn_params(input_shape, num_classes, filters):
-    """`cnn`'s parameter count, without building it."""
+    """`cnn`'s parameter count, without building it (`input_shape` is
+    `(H, W, C)`)."""
     height, width, channels = input_shape
     f1, f2 = filters
     cells = (height // 4) * (width // 4)
@@ -60,60 +68,83 @@ def _balanced(widths, plain, with_transformer, low):
     )
 
 
-def _cnn_body(num_classes, classifier_activation, filters):
+def _cnn_body(num_classes, classifier_activation, filters, data_format):
     return [
         # Behind a transformer the input gradient is always needed; this
         # layer computes it faster on a TensorFlow CPU (same values as
         # Conv2D).
         depthwise_grad_conv2d.DepthwiseGradConv2D(
-            filters[0], 9, padding="same", activation="relu"
+            filters[0],
+            9,
+            padding="same",
+            activation="relu",
+            data_format=data_format,
         ),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(filters[1], 7, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
+        layers.MaxPooling2D(2, data_format=data_format),
+        layers.Conv2D(
+            filters[1],
+            7,
+            padding="same",
+            activation="relu",
+            data_format=data_format,
+        ),
+        layers.MaxPooling2D(2, data_format=data_format),
+        # Channels-last order either way, so weights carry over.
+        layers.Flatten(data_format=data_format),
         layers.Dense(num_classes, activation=classifier_activation),
     ]
 
 
-def _fcn_body(num_classes, classifier_activation, units):
+def _fcn_body(num_classes, classifier_activation, units, data_format):
     return [
-        layers.Flatten(),
+        layers.Flatten(data_format=data_format),
         *[layers.Dense(u, activation="relu") for u in units],
         layers.Dense(num_classes, activation=classifier_activation),
     ]
 
 
-def paper_cnn_localization():
+def paper_cnn_localization(data_format=None):
     """The paper's ST-CNN localization trunk: a 2x downsampled input, two
     5x5 convolutions of 20 filters with max-pooling, a dense layer of 50.
 
+    Args:
+        data_format: `"channels_last"` or `"channels_first"`; defaults to
+            `keras.config.image_data_format()`.
     Returns:
-        An unbuilt `keras.Sequential`, `(B, H, W, C) -> (B, 50)`.
+        An unbuilt `keras.Sequential`, `(B, H, W, C) -> (B, 50)` (or
+        `(B, C, H, W) -> (B, 50)`).
     """
+    data_format = _layout.standardize(data_format)
     return keras.Sequential(
         [
-            layers.MaxPooling2D(2),
-            layers.Conv2D(20, 5, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(20, 5, activation="relu"),
-            layers.Flatten(),
+            layers.MaxPooling2D(2, data_format=data_format),
+            layers.Conv2D(20, 5, activation="relu", data_format=data_format),
+            layers.MaxPooling2D(2, data_format=data_format),
+            layers.Conv2D(20, 5, activation="relu", data_format=data_format),
+            layers.Flatten(data_format=data_format),
             layers.Dense(50, activation="relu"),
         ],
         name="localization",
     )
 
 
-def paper_fcn_localization(units=32):
+def paper_fcn_localization(units=32, data_format=None):
     """The paper's ST-FCN localization trunk: two dense layers of `units`
     (the head is the third).
 
+    Args:
+        units: int, each dense layer's width. Defaults to 32.
+        data_format: `"channels_last"` or `"channels_first"`, the input's
+            layout (the flattening order follows channels-last either
+            way); defaults to `keras.config.image_data_format()`.
     Returns:
-        An unbuilt `keras.Sequential`, `(B, H, W, C) -> (B, units)`.
+        An unbuilt `keras.Sequential`, `(B, H, W, C) -> (B, units)` (or
+        from `(B, C, H, W)`).
     """
+    data_format = _layout.standardize(data_format)
     return keras.Sequential(
         [
-            layers.Flatten(),
+            layers.Flatten(data_format=data_format),
             layers.Dense(units, activation="relu"),
             layers.Dense(units, activation="relu"),
         ],
@@ -122,7 +153,13 @@ def paper_fcn_localization(units=32):
 
 
 def _with_transformer(
-    input_shape, body, name, transform, localization, transformer_kwargs
+    input_shape,
+    body,
+    name,
+    transform,
+    localization,
+    transformer_kwargs,
+    data_format,
 ):
     """`body` behind a `SpatialTransformer` with the given trunk (the
     caller has checked `transform`)."""
@@ -130,6 +167,7 @@ def _with_transformer(
         localization,
         transform=transform,
         name="spatial_transformer",
+        data_format=data_format,
         **transformer_kwargs,
     )
     return _model(input_shape, body, name, transformer)
@@ -149,25 +187,30 @@ def cnn(
     num_classes=10,
     classifier_activation="softmax",
     filters=_CNN_FILTERS,
+    data_format=None,
 ):
     """The paper's CNN baseline: conv 9x9 -> max-pool -> conv 7x7 ->
     max-pool -> classifier.
 
     Args:
-        input_shape: `(H, W, C)`.
+        input_shape: `(H, W, C)`, or `(C, H, W)` when channels-first.
         num_classes: int. Defaults to 10.
         classifier_activation: as in `keras.applications`. Defaults to
             `"softmax"`; `None` returns logits.
         filters: the two convolutions' filters. Defaults to `(32, 32)`.
+        data_format: `"channels_last"` or `"channels_first"`; defaults to
+            `keras.config.image_data_format()`. Either gives the same
+            weights' shapes and, on transposed inputs, the same outputs.
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     Raises:
-        ValueError: a bad `input_shape` or `num_classes`.
+        ValueError: a bad `input_shape`, `num_classes` or `data_format`.
     """
     argument_validation.check_positive_int(num_classes, "num_classes")
+    data_format = _layout.standardize(data_format)
     return _model(
         input_shape,
-        _cnn_body(num_classes, classifier_activation, filters),
+        _cnn_body(num_classes, classifier_activation, filters, data_format),
         "cnn",
     )
 
@@ -177,6 +220,7 @@ def fcn(
     num_classes=10,
     classifier_activation="softmax",
     units=_FCN_UNITS,
+    data_format=None,
 ):
     """The paper's fully connected baseline: dense ReLU layers of `units`.
 
@@ -185,9 +229,10 @@ def fcn(
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     argument_validation.check_positive_int(num_classes, "num_classes")
+    data_format = _layout.standardize(data_format)
     return _model(
         input_shape,
-        _fcn_body(num_classes, classifier_activation, units),
+        _fcn_body(num_classes, classifier_activation, units, data_format),
         "fcn",
     )
 
@@ -199,6 +244,7 @@ def st_cnn(
     classifier_activation="softmax",
     filters=None,
     localization=None,
+    data_format=None,
     **transformer_kwargs,
 ):
     """The paper's ST-CNN: a spatial transformer in front of `cnn`.
@@ -214,7 +260,9 @@ def st_cnn(
         filters: the two convolutions' filters; defaults to the balanced
             `(32, F)` described above.
         transform: a registered family name. Defaults to `"affine"`.
-        localization: the trunk; defaults to `paper_cnn_localization()`.
+        localization: the trunk; defaults to
+            `paper_cnn_localization(data_format)`.
+        data_format: as `cnn`; also the transformer's.
         **transformer_kwargs: passed to `SpatialTransformer` (output_size,
             kernel, padding_mode, lr_multiplier, ...).
     Returns:
@@ -223,27 +271,29 @@ def st_cnn(
     argument_validation.check_positive_int(num_classes, "num_classes")
     input_shape = argument_validation.check_input_shape(input_shape)
     localization_head.check_transform(transform)
-    localization = localization or paper_cnn_localization()
+    data_format = _layout.standardize(data_format)
+    localization = localization or paper_cnn_localization(data_format)
     if filters is None:
         extra = _transformer_params(input_shape, transform, localization)
-        plain = _cnn_params(input_shape, num_classes, _CNN_FILTERS)
+        hwc = _channels_last(input_shape, data_format)
+        plain = _cnn_params(hwc, num_classes, _CNN_FILTERS)
         second = _balanced(
             _CNN_FILTERS[1:],
             plain,
             lambda f: (
-                extra
-                + _cnn_params(input_shape, num_classes, (_CNN_FILTERS[0], f))
+                extra + _cnn_params(hwc, num_classes, (_CNN_FILTERS[0], f))
             ),
             low=16,
         )
         filters = (_CNN_FILTERS[0], second)
     return _with_transformer(
         input_shape,
-        _cnn_body(num_classes, classifier_activation, filters),
+        _cnn_body(num_classes, classifier_activation, filters, data_format),
         "st_cnn",
         transform,
         localization,
         transformer_kwargs,
+        data_format,
     )
 
 
@@ -254,6 +304,7 @@ def st_fcn(
     classifier_activation="softmax",
     units=None,
     localization=None,
+    data_format=None,
     **transformer_kwargs,
 ):
     """The paper's ST-FCN: a spatial transformer (dense localization) in
@@ -264,14 +315,17 @@ def st_fcn(
 
     Args: as `fcn` and `st_cnn`; `units` defaults to the balanced
         `(U, 128, 128)`; `localization` defaults to
-        `paper_fcn_localization()`.
+        `paper_fcn_localization(data_format=data_format)`.
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
     argument_validation.check_positive_int(num_classes, "num_classes")
     input_shape = argument_validation.check_input_shape(input_shape)
     localization_head.check_transform(transform)
-    localization = localization or paper_fcn_localization()
+    data_format = _layout.standardize(data_format)
+    localization = localization or paper_fcn_localization(
+        data_format=data_format
+    )
     if units is None:
         extra = _transformer_params(input_shape, transform, localization)
         plain = _fcn_params(input_shape, num_classes, _FCN_UNITS)
@@ -287,9 +341,10 @@ def st_fcn(
         units = (first, *_FCN_UNITS[1:])
     return _with_transformer(
         input_shape,
-        _fcn_body(num_classes, classifier_activation, units),
+        _fcn_body(num_classes, classifier_activation, units, data_format),
         "st_fcn",
         transform,
         localization,
         transformer_kwargs,
+        data_format,
     )

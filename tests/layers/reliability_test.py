@@ -174,18 +174,22 @@ def test_bools_and_factors_are_kept():
 @pytest.mark.parametrize(
     "cls", [keras_stn.SpatialTransformer, keras_stn.ParallelSpatialTransformers]
 )
-def test_channels_first_is_refused_at_build_time(cls):
+def test_explicit_channels_last_ignores_a_channels_first_default(cls):
+    """The default localization takes the layer's `data_format`, not the
+    global one (it used to read the global one, so the layer refused to
+    build under `"channels_first"`)."""
     previous = keras.config.image_data_format()
     try:
         keras.config.set_image_data_format("channels_first")
-        layer = cls()  # constructing is fine; the format counts when built
-        with pytest.raises(
-            ValueError,
-            match=r"channels-last.*set_image_data_format\('channels_last'\)"
-            r".*keras\.config\.image_data_format\(\)='channels_first'",
-        ):
-            layer(np.zeros((2, 1, 16, 16), "float32"))
-        assert not layer.built
+        layer = cls(output_size=(8, 8), data_format="channels_last")
+        outputs = keras.tree.flatten(layer(np.zeros((2, 16, 16, 1), "f4")))
+        assert {tuple(y.shape) for y in outputs} == {(2, 8, 8, 1)}
+        formats = {
+            sub.data_format
+            for sub in layer.localization.layers
+            if hasattr(sub, "data_format")
+        }
+        assert formats == {"channels_last"}
     finally:
         keras.config.set_image_data_format(previous)
 
