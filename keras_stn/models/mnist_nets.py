@@ -224,7 +224,13 @@ def fcn(
 ):
     """The paper's fully connected baseline: dense ReLU layers of `units`.
 
-    Args: as `cnn`, with `units` the hidden layers' sizes.
+    Args:
+        input_shape: `(H, W, C)`, or `(C, H, W)` when channels-first.
+        num_classes: int. Defaults to 10.
+        classifier_activation: as in `keras.applications`. Defaults to
+            `"softmax"`; `None` returns logits.
+        units: the hidden layers' sizes.
+        data_format: as `cnn`.
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
@@ -256,7 +262,10 @@ def st_cnn(
     localization's dense layer alone is most of the budget).
 
     Args:
-        input_shape, num_classes, classifier_activation: as `cnn`.
+        input_shape: `(H, W, C)`, or `(C, H, W)` when channels-first.
+        num_classes: int. Defaults to 10.
+        classifier_activation: as in `keras.applications`. Defaults to
+            `"softmax"`; `None` returns logits.
         filters: the two convolutions' filters; defaults to the balanced
             `(32, F)` described above.
         transform: a registered family name. Defaults to `"affine"`.
@@ -313,9 +322,18 @@ def st_fcn(
     By default the first hidden layer is narrowed so that the network has
     about `fcn(input_shape, num_classes)`'s parameters (as in the paper).
 
-    Args: as `fcn` and `st_cnn`; `units` defaults to the balanced
-        `(U, 128, 128)`; `localization` defaults to
-        `paper_fcn_localization(data_format=data_format)`.
+    Args:
+        input_shape: `(H, W, C)`, or `(C, H, W)` when channels-first.
+        num_classes: int. Defaults to 10.
+        classifier_activation: as in `keras.applications`. Defaults to
+            `"softmax"`; `None` returns logits.
+        transform: a registered family name. Defaults to `"affine"`.
+        units: the hidden layers' sizes; defaults to the balanced
+            `(U, 128, 128)`.
+        localization: the trunk; defaults to
+            `paper_fcn_localization(data_format=data_format)`.
+        data_format: as `cnn`; also the transformer's.
+        **transformer_kwargs: passed to `SpatialTransformer`.
     Returns:
         A `keras.Model`, `(B, H, W, C) -> (B, num_classes)`.
     """
