@@ -124,7 +124,12 @@ def prepared_builder(data_dir=None, manual_dir=None):
                 "that holds them."
             )
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-    builder.download_and_prepare(download_config=config)
+    # One process prepares a data dir at a time (tfds' final rename fails
+    # when two do); one that waited finds the data prepared.
+    with _downloads.preparation_lock(str(builder.data_dir_root)):
+        builder = tfds.builder("mnist", data_dir=data_dir)
+        if not builder.is_prepared():
+            builder.download_and_prepare(download_config=config)
     return builder
 
 
