@@ -10,9 +10,12 @@ and writes, in its run folder `<out_dir>/<data>-<model>[-<transform>]/`:
 - `pictures/`: for spatial transformer networks, what the transformer does
   to fixed test digits at the start and after each epoch, and a GIF of it
   (`keras_stn.callbacks.TransformerSnapshots`, needs matplotlib);
-- `backup/epoch-<N>.weights.h5`: the last finished epoch's weights and
+- `backup/epoch-<N>.keras`: the last finished epoch's weights and
   optimizer state while the run is unfinished, from which `resume=True`
-  continues.
+  continues;
+- `.manifest.json`: the files above, listed before each is written;
+  `overwrite=True` and the removal of old backups delete those and nothing
+  else.
 
 Every file is written atomically (a temporary file, then a rename), in an
 order that leaves a resumable run whenever the process is killed: at the end
@@ -24,8 +27,10 @@ function of (seed, N) alone and `seed` also seeds the weights, so a run
 resumed any number of times ends exactly where an uninterrupted one does.
 
 A run folder is locked while a run uses it (`run_folder.RunLock`); a folder
-that holds a run is continued with `resume=True`, replaced with
-`overwrite=True`, and otherwise left alone with an error.
+that holds a run is continued with `resume=True` (under the Keras backend
+that trained it, unless `allow_backend_change=True`), replaced with
+`overwrite=True`, and otherwise left alone with an error. A name the
+package writes there that is a symbolic link is refused, never followed.
 
 The test set doubles as the per-epoch validation data so that the curve of
 test error is in the results; nothing is selected on it: the reported error
@@ -34,7 +39,6 @@ is the last epoch's.
 
 import math
 import os
-import shutil
 import time
 import uuid
 
@@ -54,7 +58,7 @@ OPTIMIZERS = ("adam", "sgd")
 MNIST_TRAIN_EXAMPLES = 60000
 # `keras.utils.set_random_seed` seeds NumPy, which takes 32-bit seeds.
 MAX_SEED = 2**32 - 1
-BACKUP_DIR = "backup"
+BACKUP_DIR = run_folder.BACKUP_DIR
 _BUILDERS = {
     "cnn": models.cnn,
     "st-cnn": models.st_cnn,
@@ -278,13 +282,19 @@ def make_optimizer(name, learning_rate, total_steps):
     return keras.optimizers.Adam(schedule)
 
 
-def _backup_path(directory, epoch):
-    return os.path.join(directory, BACKUP_DIR, f"epoch-{epoch:04d}.weights.h5")
+def _backup_path(directory, epoch, suffix=".keras"):
+    # Backups were `.weights.h5` files before: those are still read.
+    return os.path.join(directory, BACKUP_DIR, f"epoch-{epoch:04d}{suffix}")
 
 
 def _save_atomically(path, save, suffix):
     """`save(temporary)` on a file beside `path` whose name ends in `suffix`
-    (Keras reads the format from it), then renames it onto `path`."""
+    (Keras reads the format from it), then renames it onto `path`.
+
+    Raises:
+        OSError: the file could not be written (a full disk, say), in one
+            line naming it.
+    """
     directory, name = os.path.split(path)
     os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(
@@ -293,34 +303,73 @@ def _save_atomically(path, save, suffix):
     try:
         save(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except OSError as error:
+        reason = " ".join(str(error).split())
+        raise OSError(
+            error.errno,
+            f"{path} could not be written ({reason}); the files of the "
+            "epochs finished before are in place: make room and run the "
+            "same command with --resume",
+        ) from error
+    finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-        raise
     return path
 
 
-def _remove_backups(directory, keep=None):
-    """Removes the backup files but `keep` (a path), and the folder when
-    nothing is kept."""
+def _save_model(network, path):
+    """Writes `network` (weights, optimizer state, config) to the `.keras`
+    file `path`, atomically.
+
+    A `.keras` file, not `save_weights`' `.weights.h5`: Keras writes the
+    HDF5 part of a `.keras` file in memory and the file itself with Python's
+    I/O (for networks below half the free memory: all of the paper's), so a
+    full disk is an `OSError`. HDF5 writing a file on a full disk leaves
+    h5py objects that crash the process when they are freed (a segfault,
+    not an exception).
+    """
+    return _save_atomically(path, network.save, ".keras")
+
+
+def _remove_backups(directory, manifest, keep=None):
+    """Removes the backups the package wrote but `keep` (a path), and the
+    `backup/` folder when nothing is kept and it is empty."""
     backup = os.path.join(directory, BACKUP_DIR)
-    if keep is None:
-        shutil.rmtree(backup, ignore_errors=True)
-        return
-    for name in os.listdir(backup):
-        path = os.path.join(backup, name)
-        if path != keep:
-            os.remove(path)
+    if os.path.isdir(backup):
+        manifest.remove(
+            *(
+                os.path.join(backup, name)
+                for name in os.listdir(backup)
+                if run_folder.BACKUP_FILE.match(name)
+                and os.path.join(backup, name) != keep
+            )
+        )
+    if keep is None and os.path.isdir(backup):
+        try:
+            os.rmdir(backup)
+        except OSError:  # it holds files the package did not write
+            pass
 
 
 class _RunRecorder(keras.callbacks.Callback):
     """Writes a run's backup and results after every epoch, in the order
-    that keeps them resumable (see the module's docstring)."""
+    that keeps them resumable (see the module's docstring), listing each
+    file in the run's manifest before it is written.
 
-    def __init__(self, directory, record):
+    Args:
+        directory: str, the run folder.
+        record: dict, the run's record (updated in place).
+        manifest: the folder's `run_folder.Manifest`.
+        snapshots: the run's `TransformerSnapshots` callback or None: its
+            pictures are listed at the end of each epoch.
+    """
+
+    def __init__(self, directory, record, manifest, snapshots=None):
         super().__init__()
         self.directory = directory
         self.record = record
+        self.manifest = manifest
+        self.snapshots = snapshots
         self._start = None
 
     def on_train_begin(self, logs=None):
@@ -328,8 +377,10 @@ class _RunRecorder(keras.callbacks.Callback):
         self.write()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.list_pictures()
         backup = _backup_path(self.directory, epoch + 1)
-        _save_atomically(backup, self.model.save_weights, ".weights.h5")
+        self.manifest.add(backup)
+        _save_model(self.model, backup)
         logs = {k: float(v) for k, v in (logs or {}).items()}
         epochs = [e for e in self.record["epochs"] if e["epoch"] <= epoch]
         epochs.append(
@@ -345,9 +396,19 @@ class _RunRecorder(keras.callbacks.Callback):
         self.record["test_error"] = epochs[-1]["test_error"]
         self.record["seconds"] = time.perf_counter() - self._start
         self.write()
-        _remove_backups(self.directory, keep=backup)
+        _remove_backups(self.directory, self.manifest, keep=backup)
+
+    def on_train_end(self, logs=None):
+        self.list_pictures()
+
+    def list_pictures(self):
+        if self.snapshots is not None:
+            self.manifest.add(
+                *self.snapshots.paths, *self.snapshots.animation_paths
+            )
 
     def write(self):
+        self.manifest.add(results.RESULTS_FILE, run_folder.RESULTS_MARKDOWN)
         write_record(self.directory, self.record)
 
 
@@ -355,11 +416,12 @@ def write_record(directory, record):
     """Writes `results.json` and `results.md` of a run, atomically."""
     results.write_json(os.path.join(directory, results.RESULTS_FILE), record)
     results.write_text(
-        os.path.join(directory, "results.md"), results.markdown_table([record])
+        os.path.join(directory, run_folder.RESULTS_MARKDOWN),
+        results.markdown_table([record]),
     )
 
 
-def _restore(network, directory, record):
+def _restore(network, directory, record, manifest):
     """Loads the backup of the record's last finished epoch into the
     compiled `network` (weights and optimizer state), removes any other
     backup, and returns the number of finished epochs."""
@@ -372,9 +434,12 @@ def _restore(network, directory, record):
             "--overwrite."
         )
     if not finished:
-        _remove_backups(directory)
+        _remove_backups(directory, manifest)
         return 0
     backup = _backup_path(directory, len(finished))
+    if not os.path.exists(backup):
+        legacy = _backup_path(directory, len(finished), ".weights.h5")
+        backup = legacy if os.path.exists(legacy) else backup
     if not os.path.exists(backup):
         raise FileNotFoundError(
             f"{path} lists {len(finished)} finished epochs, but their backup "
@@ -383,7 +448,7 @@ def _restore(network, directory, record):
         )
     network.optimizer.build(network.trainable_variables)
     network.load_weights(backup)
-    _remove_backups(directory, keep=backup)
+    _remove_backups(directory, manifest, keep=backup)
     return len(finished)
 
 
@@ -450,7 +515,13 @@ class RunExistsError(FileExistsError):
     was asked for."""
 
 
-def check_run_folder(directory, settings, resume=False, overwrite=False):
+def check_run_folder(
+    directory,
+    settings,
+    resume=False,
+    overwrite=False,
+    allow_backend_change=False,
+):
     """What may be done with a run folder, read-only.
 
     Args:
@@ -458,14 +529,20 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
         settings: dict of the run's settings (`run_settings`).
         resume: bool, continue a run there.
         overwrite: bool, replace a run there.
+        allow_backend_change: bool, with `resume`, continue a run that
+            another Keras backend trained.
     Returns:
         The run's record to resume from, or None to start afresh.
     Raises:
         RunExistsError: the folder holds a run, without `resume` or
             `overwrite`.
-        ValueError: with `resume`, the run's settings differ (the message
-            names them) or its `results.json` is damaged.
+        ValueError: a name the package writes in the folder is a symbolic
+            link (`keras_stn.utils.files.LinkError`, naming it; with
+            `overwrite`, the folder itself too); with `resume`, the run's
+            settings or backend differ (the message names them) or its
+            `results.json` is damaged.
     """
+    run_folder.check_links(directory, folder=overwrite)
     if overwrite:
         return None
     record = run_folder.existing_run(directory)
@@ -487,6 +564,10 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
             "there is no run to resume. Start it afresh with --overwrite."
         )
     run_folder.check_settings(record, settings, path)
+    if record.get("status") != "complete":
+        run_folder.check_backend(
+            record, keras.backend.backend(), allow_backend_change, path
+        )
     return record
 
 
@@ -531,6 +612,7 @@ def train_run(
     callbacks=None,
     verbose=1,
     data_source="auto",
+    allow_backend_change=False,
 ):
     """Trains one network on one distorted MNIST set, writing result files.
 
@@ -569,14 +651,19 @@ def train_run(
             else the TensorFlow-free `keras.utils.PyDataset`s), `"tfds"` or
             `"pydataset"`. Part of the run's settings (the two draw
             different distortions).
+        allow_backend_change: bool, with `resume`, continue a run that
+            another Keras backend trained (the record's `backends` then
+            lists them in order); without it that is an error, since the
+            backends' numbers differ in the last bits.
     Returns:
         dict: the run's record (also in `results.json`); `test_error` is a
         fraction; `backend`, `device` and `data_source` say what ran it.
     Raises:
         ValueError: an unknown data set, model, transform or optimizer, a
             bad number, an `out_dir` that is not a writable folder, a
-            damaged `results.json`, or (with `resume`) settings that differ
-            from the run's, naming what is wrong.
+            damaged `results.json`, a symbolic link where the run folder
+            is written, or (with `resume`) settings or a backend that
+            differ from the run's, naming what is wrong.
         RunExistsError: the run folder holds a run, without `resume` or
             `overwrite`.
         run_folder.RunInUseError: another process is training in the run
@@ -605,6 +692,9 @@ def train_run(
         train_examples = num_train
     resume = argument_validation.check_bool(resume, "resume")
     overwrite = argument_validation.check_bool(overwrite, "overwrite")
+    allow_backend_change = argument_validation.check_bool(
+        allow_backend_change, "allow_backend_change"
+    )
     if resume and overwrite:
         raise ValueError(
             "`resume` continues the run in the folder and `overwrite` "
@@ -614,7 +704,9 @@ def train_run(
     out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
     name = run_name(data, model_name, transform)
     directory = os.path.join(out_dir, name)
-    previous = check_run_folder(directory, settings, resume, overwrite)
+    previous = check_run_folder(
+        directory, settings, resume, overwrite, allow_backend_change
+    )
     if previous is not None and previous.get("status") == "complete":
         if verbose:
             print(f"{directory}: already complete, skipped")
@@ -642,16 +734,22 @@ def train_run(
     )
     with run_folder.RunLock(directory):
         # Again under the lock: another process may have changed the folder.
-        previous = check_run_folder(directory, settings, resume, overwrite)
+        previous = check_run_folder(
+            directory, settings, resume, overwrite, allow_backend_change
+        )
+        if overwrite:
+            run_folder.clear(directory)
+        manifest = run_folder.Manifest(directory)
         if previous is not None and previous.get("status") == "complete":
             if verbose:
                 print(f"{directory}: already complete, skipped")
-            _remove_backups(directory)
+            _remove_backups(directory, manifest)
             return previous
-        if overwrite:
-            run_folder.clear(directory)
         run_folder.remove_temporaries(directory)
         record = previous or {"epochs": [], "seconds": 0.0}
+        backends = run_folder.run_backends(record)
+        if backends and backends[-1] != keras.backend.backend():
+            record["backends"] = backends + [keras.backend.backend()]
         record.update(
             {
                 "data": data,
@@ -667,7 +765,7 @@ def train_run(
             }
         )
         record.setdefault("test_error", None)
-        initial_epoch = _restore(network, directory, record)
+        initial_epoch = _restore(network, directory, record, manifest)
         train, _, _ = make_datasets(
             data,
             batch_size,
@@ -682,11 +780,12 @@ def train_run(
         # Pictures before the recorder: results name only epochs whose
         # files are all in place.
         callback_list = []
+        snapshots = None
         if pictures and transform is not None:
             snapshots = _snapshots(network, test, directory, verbose)
             if snapshots is not None:
                 callback_list.append(snapshots)
-        recorder = _RunRecorder(directory, record)
+        recorder = _RunRecorder(directory, record, manifest, snapshots)
         callback_list += [recorder, *(callbacks or [])]
         if verbose:
             print(
@@ -712,14 +811,12 @@ def train_run(
             )
         # Killed after this, the run resumes from the last epoch's backup
         # and writes these again.
-        _save_atomically(
-            os.path.join(directory, run_folder.MODEL_FILE),
-            network.save,
-            ".keras",
-        )
+        model_path = os.path.join(directory, run_folder.MODEL_FILE)
+        manifest.add(model_path)
+        _save_model(network, model_path)
         record["status"] = "complete"
         recorder.write()
-        _remove_backups(directory)
+        _remove_backups(directory, manifest)
     if verbose:
         print(
             f"{name}: test error {100 * record['test_error']:.2f}% "
