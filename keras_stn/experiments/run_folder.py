@@ -197,16 +197,16 @@ class Manifest:
         results.write_json(self.path, {"files": sorted(self.names)})
 
     def add(self, *paths):
-        """Lists the files at `paths` (absolute, or relative to the run
-        folder), writing the manifest when something is new."""
+        """Lists the files at `paths` (inside the run folder: joined to
+        `directory`), writing the manifest when something is new."""
         relative = {self._relative(path) for path in paths}
         if not relative <= self.names:
             self.names |= relative
             self._write()
 
     def remove(self, *paths):
-        """Deletes the listed files at `paths` (not links, not folders) and
-        forgets them."""
+        """Deletes the listed files at `paths` (inside the run folder; not
+        links, not folders) and forgets them."""
         relative = {self._relative(path) for path in paths} & self.names
         for name in sorted(relative):
             path = os.path.join(self.directory, *name.split("/"))
@@ -218,9 +218,10 @@ class Manifest:
 
     def _relative(self, path):
         path = os.fspath(path)
-        if os.path.isabs(path):
-            path = os.path.relpath(path, self.directory)
-        relative = "/".join(os.path.normpath(path).split(os.sep))
+        relative = os.path.relpath(
+            os.path.abspath(path), os.path.abspath(self.directory)
+        )
+        relative = "/".join(relative.split(os.sep))
         if not _allowed(relative):
             raise ValueError(
                 "A run folder's manifest lists only the files keras-stn "
@@ -232,7 +233,12 @@ class Manifest:
     def clear(self):
         """Deletes every listed file, the empty `backup/` and `pictures/`
         folders, and the manifest."""
-        self.remove(*sorted(self.names))
+        self.remove(
+            *(
+                os.path.join(self.directory, *name.split("/"))
+                for name in sorted(self.names)
+            )
+        )
         for name in SUBFOLDERS:
             _remove_empty_folder(os.path.join(self.directory, name))
         if os.path.isfile(self.path) and not os.path.islink(self.path):

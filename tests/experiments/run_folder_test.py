@@ -211,6 +211,24 @@ def test_a_run_lists_its_files_and_overwrite_deletes_only_those(
     ]
 
 
+def test_pictures_are_listed_under_a_relative_out_dir(
+    tiny_data, tmp_path, monkeypatch
+):
+    pytest.importorskip("matplotlib", reason="pictures need matplotlib")
+    monkeypatch.chdir(tmp_path)
+    _run("runs", model="st-fcn", epochs=1, pictures=True)
+    directory = tmp_path / "runs" / "r-st-fcn-affine"
+    listed = json.loads((directory / run_folder.MANIFEST_FILE).read_text())
+    pictures = sorted(os.listdir(directory / "pictures"))
+    assert pictures  # the initial and epoch snapshots, and the GIF
+    assert listed["files"] == sorted(
+        ["model.keras", "results.json", "results.md"]
+        + [f"pictures/{name}" for name in pictures]
+    )
+    _run("runs", model="st-fcn", epochs=1, overwrite=True, pictures=False)
+    assert not (directory / "pictures").exists()
+
+
 def _other_backend():
     return "jax" if keras.backend.backend() != "jax" else "torch"
 
