@@ -37,6 +37,7 @@ test error is in the results; nothing is selected on it: the reported error
 is the last epoch's.
 """
 
+import functools
 import math
 import os
 import time
@@ -408,7 +409,10 @@ class _RunRecorder(keras.callbacks.Callback):
             )
 
     def write(self):
-        self.manifest.add(results.RESULTS_FILE, run_folder.RESULTS_MARKDOWN)
+        self.manifest.add(
+            os.path.join(self.directory, results.RESULTS_FILE),
+            os.path.join(self.directory, run_folder.RESULTS_MARKDOWN),
+        )
         write_record(self.directory, self.record)
 
 
@@ -683,13 +687,84 @@ def train_run(
         seed,
         data_source,
     )
-    data_source = settings["data_source"]
-    data, model_name, transform = (settings[k] for k in _RUN_KEYS)
-    epochs, batch_size, optimizer, learning_rate, num_train, seed = (
-        settings[k] for k in _SCHEDULE_KEYS
-    )
     if train_examples is not None:
-        train_examples = num_train
+        train_examples = settings["train_examples"]
+    resume, overwrite, allow_backend_change = _check_flags(
+        resume, overwrite, allow_backend_change
+    )
+    out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
+    directory = os.path.join(out_dir, _name(settings))
+    check_folder = functools.partial(
+        check_run_folder,
+        directory,
+        settings,
+        resume,
+        overwrite,
+        allow_backend_change,
+    )
+    previous = check_folder()
+    if _is_complete(previous, directory, verbose):
+        return previous
+
+    # The network and the data (this checks MNIST) before any file is
+    # written.
+    network = _compiled_network(settings)
+    initial_epoch = len(previous["epochs"]) if previous else 0
+    train, test = run_datasets(
+        settings, train_examples, data_dir, manual_dir, initial_epoch
+    )
+    with run_folder.RunLock(directory):
+        # Again under the lock: another process may have changed the folder.
+        previous = check_folder()
+        if overwrite:
+            run_folder.clear(directory)
+        manifest = run_folder.Manifest(directory)
+        if _is_complete(previous, directory, verbose):
+            _remove_backups(directory, manifest)
+            return previous
+        run_folder.remove_temporaries(directory)
+        record = _running_record(previous, settings, network)
+        restored = _restore(network, directory, record, manifest)
+        if restored != initial_epoch:
+            # Another process trained here between the two checks: the
+            # training data starts at another epoch.
+            initial_epoch = restored
+            train, test = run_datasets(
+                settings, train_examples, data_dir, manual_dir, initial_epoch
+            )
+        snapshots = None
+        if pictures and settings["transform"] is not None:
+            snapshots = _snapshots(network, test, directory, verbose)
+        # Pictures before the recorder: results name only epochs whose
+        # files are all in place.
+        recorder = _RunRecorder(directory, record, manifest, snapshots)
+        callback_list = [snapshots] if snapshots is not None else []
+        callback_list += [recorder, *(callbacks or [])]
+        if verbose:
+            print(_announcement(record, settings, initial_epoch))
+        if initial_epoch < settings["epochs"]:
+            network.fit(
+                train,
+                epochs=settings["epochs"],
+                initial_epoch=initial_epoch,
+                steps_per_epoch=_steps_per_epoch(settings),
+                validation_data=test,
+                callbacks=callback_list,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+        _finish(network, directory, record, manifest, recorder)
+    if verbose:
+        print(
+            f"{_name(settings)}: test error "
+            f"{100 * record['test_error']:.2f}% ({directory})"
+        )
+    return record
+
+
+def _check_flags(resume, overwrite, allow_backend_change):
+    """`resume`, `overwrite`, `allow_backend_change` checked as bools, at
+    most one of the first two."""
     resume = argument_validation.check_bool(resume, "resume")
     overwrite = argument_validation.check_bool(overwrite, "overwrite")
     allow_backend_change = argument_validation.check_bool(
@@ -701,125 +776,126 @@ def train_run(
             "deletes it: pass at most one. Received: resume=True, "
             "overwrite=True"
         )
-    out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
-    name = run_name(data, model_name, transform)
-    directory = os.path.join(out_dir, name)
-    previous = check_run_folder(
-        directory, settings, resume, overwrite, allow_backend_change
-    )
-    if previous is not None and previous.get("status") == "complete":
-        if verbose:
-            print(f"{directory}: already complete, skipped")
-        return previous
+    return resume, overwrite, allow_backend_change
 
-    # The data (this checks MNIST) and the network, before any file is
-    # written; `seed` makes the initial weights repeatable.
-    train, test, _ = make_datasets(
-        data,
-        batch_size,
-        train_examples,
-        seed,
-        data_dir,
-        manual_dir,
-        data_source=data_source,
+
+def _name(settings):
+    return run_name(settings["data"], settings["model"], settings["transform"])
+
+
+def _is_complete(record, directory, verbose):
+    """Whether `record` is a finished run (said when `verbose`)."""
+    if record is None or record.get("status") != "complete":
+        return False
+    if verbose:
+        print(f"{directory}: already complete, skipped")
+    return True
+
+
+def _steps_per_epoch(settings):
+    return math.ceil(settings["train_examples"] / settings["batch_size"])
+
+
+def _compiled_network(settings):
+    """The run's network, compiled, its initial weights a function of the
+    seed (`keras.utils.set_random_seed` seeds Python, NumPy and the
+    backend)."""
+    keras.utils.set_random_seed(settings["seed"])
+    network = build_model(
+        settings["model"], settings["data"], settings["transform"] or "affine"
     )
-    del train  # built to check the split; rebuilt for the epochs to come
-    keras.utils.set_random_seed(seed)
-    network = build_model(model_name, data, transform or "affine")
-    steps = math.ceil(num_train / batch_size)
+    total_steps = _steps_per_epoch(settings) * settings["epochs"]
     network.compile(
-        optimizer=make_optimizer(optimizer, learning_rate, steps * epochs),
+        optimizer=make_optimizer(
+            settings["optimizer"], settings["learning_rate"], total_steps
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    with run_folder.RunLock(directory):
-        # Again under the lock: another process may have changed the folder.
-        previous = check_run_folder(
-            directory, settings, resume, overwrite, allow_backend_change
-        )
-        if overwrite:
-            run_folder.clear(directory)
-        manifest = run_folder.Manifest(directory)
-        if previous is not None and previous.get("status") == "complete":
-            if verbose:
-                print(f"{directory}: already complete, skipped")
-            _remove_backups(directory, manifest)
-            return previous
-        run_folder.remove_temporaries(directory)
-        record = previous or {"epochs": [], "seconds": 0.0}
-        backends = run_folder.run_backends(record)
-        if backends and backends[-1] != keras.backend.backend():
-            record["backends"] = backends + [keras.backend.backend()]
-        record.update(
-            {
-                "data": data,
-                "model": model_name,
-                "transform": transform,
-                "params": int(network.count_params()),
-                "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
-                "paper_error": results.paper_error(model_name, transform, data),
-                "data_source": data_source,
-                "backend": keras.backend.backend(),
-                "device": device_name(),
-                "status": "running",
-            }
-        )
-        record.setdefault("test_error", None)
-        initial_epoch = _restore(network, directory, record, manifest)
-        train, _, _ = make_datasets(
-            data,
-            batch_size,
-            train_examples,
-            seed,
-            data_dir,
-            manual_dir,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            data_source=data_source,
-        )
-        # Pictures before the recorder: results name only epochs whose
-        # files are all in place.
-        callback_list = []
-        snapshots = None
-        if pictures and transform is not None:
-            snapshots = _snapshots(network, test, directory, verbose)
-            if snapshots is not None:
-                callback_list.append(snapshots)
-        recorder = _RunRecorder(directory, record, manifest, snapshots)
-        callback_list += [recorder, *(callbacks or [])]
-        if verbose:
-            print(
-                f"{name}: {record['params']:,} parameters, {epochs} epoch"
-                f"{'s' if epochs != 1 else ''} of {num_train} examples, "
-                f"{optimizer} lr {learning_rate:g}"
-                + (
-                    f", resumed after epoch {initial_epoch}"
-                    if initial_epoch
-                    else ""
-                )
-            )
-        if initial_epoch < epochs:
-            network.fit(
-                train,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
-                validation_data=test,
-                callbacks=callback_list,
-                shuffle=False,  # the pipeline shuffles
-                verbose=verbose,
-            )
-        # Killed after this, the run resumes from the last epoch's backup
-        # and writes these again.
-        model_path = os.path.join(directory, run_folder.MODEL_FILE)
-        manifest.add(model_path)
-        _save_model(network, model_path)
-        record["status"] = "complete"
-        recorder.write()
-        _remove_backups(directory, manifest)
-    if verbose:
-        print(
-            f"{name}: test error {100 * record['test_error']:.2f}% "
-            f"({directory})"
-        )
+    return network
+
+
+def run_datasets(
+    settings,
+    train_examples=None,
+    data_dir=None,
+    manual_dir=None,
+    initial_epoch=0,
+):
+    """The one place a run builds its data: the training epochs
+    `initial_epoch .. epochs - 1` and the test set of its settings.
+
+    Args:
+        settings: dict, the run's settings (`run_settings`).
+        train_examples: int or None, as given to `train_run` (None: the
+            whole training split, named so).
+        data_dir, manual_dir: where MNIST is.
+        initial_epoch: int, the first epoch to train.
+    Returns:
+        `(train, test)` as `make_datasets` builds them.
+    """
+    train, test, _ = make_datasets(
+        settings["data"],
+        settings["batch_size"],
+        train_examples,
+        settings["seed"],
+        data_dir,
+        manual_dir,
+        epochs=settings["epochs"],
+        initial_epoch=initial_epoch,
+        data_source=settings["data_source"],
+    )
+    return train, test
+
+
+def _running_record(previous, settings, network):
+    """The record of a run starting or resuming in this process: the
+    previous record (epochs, times) with this process' settings, backend
+    and device, and the backends so far when they changed."""
+    record = previous or {"epochs": [], "seconds": 0.0}
+    backend = keras.backend.backend()
+    backends = run_folder.run_backends(record)
+    if backends and backends[-1] != backend:
+        record["backends"] = backends + [backend]
+    model, transform, data = (
+        settings[k] for k in ("model", "transform", "data")
+    )
+    record.update(
+        {
+            "data": data,
+            "model": model,
+            "transform": transform,
+            "params": int(network.count_params()),
+            "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
+            "paper_error": results.paper_error(model, transform, data),
+            "data_source": settings["data_source"],
+            "backend": backend,
+            "device": device_name(),
+            "status": "running",
+        }
+    )
+    record.setdefault("test_error", None)
     return record
+
+
+def _announcement(record, settings, initial_epoch):
+    """`"r-cnn: 1,234 parameters, 3 epochs of 60000 examples, ..."`."""
+    epochs = settings["epochs"]
+    return (
+        f"{_name(settings)}: {record['params']:,} parameters, {epochs} epoch"
+        f"{'s' if epochs != 1 else ''} of {settings['train_examples']} "
+        f"examples, {settings['optimizer']} lr {settings['learning_rate']:g}"
+        + (f", resumed after epoch {initial_epoch}" if initial_epoch else "")
+    )
+
+
+def _finish(network, directory, record, manifest, recorder):
+    """`model.keras`, then the results marked complete, then no backup.
+    Killed before the results, the run resumes from the last epoch's backup
+    and writes these again."""
+    model_path = os.path.join(directory, run_folder.MODEL_FILE)
+    manifest.add(model_path)
+    _save_model(network, model_path)
+    record["status"] = "complete"
+    recorder.write()
+    _remove_backups(directory, manifest)
