@@ -283,3 +283,38 @@ def test_allow_backend_change_is_a_flag_of_train_and_table():
         assert cli._parser().parse_args([command]).allow_backend_change is (
             False
         )
+
+
+def _weights(directory):
+    model = keras.saving.load_model(str(directory / "model.keras"))
+    return model.get_weights()
+
+
+def test_resume_reads_the_backups_of_older_runs_and_ends_alike(
+    tiny_data, tmp_path
+):
+    reference = _run(tmp_path / "a")
+    directory = tmp_path / "b" / RUN
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", callbacks=[_Interrupt()])
+    # As keras-stn left a run before backups were .keras files: a
+    # .weights.h5 backup (weights and optimizer state) and no manifest.
+    backup = directory / "backup" / "epoch-0001.keras"
+    older = directory / "backup" / "epoch-0001.weights.h5"
+    keras.saving.load_model(str(backup)).save_weights(str(older))
+    backup.unlink()
+    (directory / run_folder.MANIFEST_FILE).unlink()
+    resumed = _run(tmp_path / "b", resume=True)
+    for record in (reference, resumed):
+        record.pop("seconds")
+    assert resumed == reference
+    for got, want in zip(
+        _weights(directory), _weights(tmp_path / "a" / RUN), strict=True
+    ):
+        assert (got == want).all()
+    assert sorted(os.listdir(directory)) == [
+        run_folder.MANIFEST_FILE,
+        "model.keras",
+        "results.json",
+        "results.md",
+    ]
