@@ -331,6 +331,12 @@ def main(argv=None, **defaults):
     print("what the kills left:")
     for state, count in states.most_common():
         print(f"  {count:3d} x {state}")
+    if not counts["trials"]:
+        failures.append(
+            "no trial finished in the time given: nothing was checked "
+            f"(the reference run took {reference_seconds:.0f} s; give more "
+            "--minutes)"
+        )
     if failures:
         print(f"{len(failures)} FAILURES:")
         for failure in failures:
