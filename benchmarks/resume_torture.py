@@ -163,6 +163,10 @@ def _kill_at_random(process, delay, kinds, rng, log):
         f"    {signal.Signals(kind).name} after {delay:.1f} s: exit "
         f"{process.returncode}"
     )
+    if kind == signal.SIGINT and process.returncode != 130:
+        # Not the interrupt's own status: say what the run printed.
+        lines = [line for line in output.splitlines() if line.strip()]
+        log(f"    its last line: {(lines or ['none'])[-1][:300]}")
     return kind, output
 
 
