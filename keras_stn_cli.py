@@ -153,8 +153,15 @@ def _add_training(parser):
     existing.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete runs already in the output folder and train afresh "
-        "(without --resume or --overwrite, an existing run is an error)",
+        help="delete runs already in the output folder (the files keras-stn "
+        "wrote there) and train afresh (without --resume or --overwrite, an "
+        "existing run is an error)",
+    )
+    group.add_argument(
+        "--allow-backend-change",
+        action="store_true",
+        help="with --resume, continue runs that another Keras backend "
+        "trained (their results then list both backends); refused otherwise",
     )
     group.add_argument(
         "--no-pictures",

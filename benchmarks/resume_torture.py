@@ -18,6 +18,10 @@ which moments the kills hit.
     python benchmarks/resume_torture.py --minutes 10 \\
         --manual-dir ../shared/data/mnist
 
+`--backend` and `--data-source` choose the Keras backend and the data
+source of the runs (`resume_torture_pydataset.py`: PyTorch and the
+TensorFlow-free source). Other scripts call `main(argv, **defaults)`.
+
 Exit status 0 when every trial matched, 1 otherwise.
 """
 
@@ -37,8 +41,6 @@ RUN = [
     "train",
     "--data",
     "r",
-    "--model",
-    "st-cnn",
     "--epochs",
     "3",
     "--train-examples",
@@ -49,13 +51,17 @@ RUN = [
     "--verbose",
     "0",
 ]
-RUN_FOLDER = "r-st-cnn-affine"
-FINAL_FILES = ["model.keras", "results.json", "results.md"]
+MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
+FINAL_FILES = [".manifest.json", "model.keras", "results.json", "results.md"]
+# The runs' environment: `main` sets KERAS_BACKEND here for `--backend`.
+ENV = dict(os.environ)
 
 
 def _command(args, out_dir, *extra):
     command = [sys.executable, "-m", "keras_stn_cli", *RUN]
-    command += ["--out-dir", out_dir, "--seed", str(args.seed), *extra]
+    command += ["--model", args.model]
+    command += ["--out-dir", out_dir, "--seed", str(args.seed)]
+    command += ["--data-source", args.data_source, *extra]
     if args.manual_dir:
         command += ["--manual-dir", args.manual_dir]
     if args.data_dir:
@@ -69,7 +75,17 @@ def _start(command):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=ENV,
     )
+
+
+def _run(command):
+    return subprocess.run(command, capture_output=True, text=True, env=ENV)
+
+
+def _run_folder(args):
+    """The run's folder name, as `training.run_name` spells it."""
+    return f"r-{args.model}" + ("-affine" if args.model[:3] == "st-" else "")
 
 
 def _record(directory):
@@ -147,6 +163,10 @@ def _kill_at_random(process, delay, kinds, rng, log):
         f"    {signal.Signals(kind).name} after {delay:.1f} s: exit "
         f"{process.returncode}"
     )
+    if kind == signal.SIGINT and process.returncode != 130:
+        # Not the interrupt's own status: say what the run printed.
+        lines = [line for line in output.splitlines() if line.strip()]
+        log(f"    its last line: {(lines or ['none'])[-1][:300]}")
     return kind, output
 
 
@@ -159,15 +179,13 @@ def _second_process_is_refused(args, out_dir, log):
     """
     command = _command(args, out_dir, "--train-examples", "60000")
     first = _start(command)
-    lock = os.path.join(out_dir, RUN_FOLDER, ".lock")
+    lock = os.path.join(out_dir, _run_folder(args), ".lock")
     while not os.path.exists(lock):
         if first.poll() is not None:
             log("    the first process ended before it locked its folder")
             return False
         time.sleep(0.2)
-    second = subprocess.run(
-        command + ["--resume"], capture_output=True, text=True
-    )
+    second = _run(command + ["--resume"])
     still_training = first.poll() is None
     first.send_signal(signal.SIGKILL)
     first.communicate()
@@ -181,7 +199,9 @@ def _second_process_is_refused(args, out_dir, log):
     )
 
 
-def main(argv=None):
+def main(argv=None, **defaults):
+    """Runs the torture; `defaults` replace the options' defaults (keyed as
+    their `dest`: `backend`, `data_source`, `minutes`, ...)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -195,9 +215,30 @@ def main(argv=None):
     parser.add_argument("--manual-dir", default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="st-cnn",
+        help="the network of the runs (on r: 3 epochs of 512 digits)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=None,
+        help="KERAS_BACKEND of the runs (default: this process' environment)",
+    )
+    parser.add_argument(
+        "--data-source",
+        choices=("auto", "tfds", "pydataset"),
+        default="auto",
+        help="the runs' --data-source (default auto)",
+    )
+    parser.add_argument(
         "--work-dir", default=None, help="default: a new temporary folder"
     )
+    parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
+    if args.backend:
+        ENV["KERAS_BACKEND"] = args.backend
     # Started in the background (`cmd &`), this process and its children
     # would ignore SIGINT; a handler of its own is reset to the default in
     # each child, where Python turns SIGINT into KeyboardInterrupt again.
@@ -209,17 +250,19 @@ def main(argv=None):
     def log(line):
         print(f"[{time.monotonic() - start:6.0f} s] {line}", flush=True)
 
-    log(f"reference run in {work}/reference")
+    log(
+        f"reference run in {work}/reference (backend "
+        f"{ENV.get('KERAS_BACKEND', 'default')}, data source "
+        f"{args.data_source})"
+    )
     began = time.monotonic()
     reference_dir = os.path.join(work, "reference")
-    done = subprocess.run(
-        _command(args, reference_dir), capture_output=True, text=True
-    )
+    done = _run(_command(args, reference_dir))
     if done.returncode != 0:
         print(done.stdout, done.stderr)
         return 1
     reference_seconds = time.monotonic() - began
-    reference = os.path.join(reference_dir, RUN_FOLDER)
+    reference = os.path.join(reference_dir, _run_folder(args))
     expected_record = _record(reference)
     expected_weights = _weights(reference)
     log(f"reference: {reference_seconds:.0f} s")
@@ -233,7 +276,7 @@ def main(argv=None):
     while time.monotonic() - start + reference_seconds < budget:
         trial += 1
         out_dir = os.path.join(work, f"trial-{trial:03d}")
-        directory = os.path.join(out_dir, RUN_FOLDER)
+        directory = os.path.join(out_dir, _run_folder(args))
         log(f"trial {trial}")
         if trial == 1:
             held = _second_process_is_refused(
@@ -292,6 +335,12 @@ def main(argv=None):
     print("what the kills left:")
     for state, count in states.most_common():
         print(f"  {count:3d} x {state}")
+    if not counts["trials"]:
+        failures.append(
+            "no trial finished in the time given: nothing was checked "
+            f"(the reference run took {reference_seconds:.0f} s; give more "
+            "--minutes)"
+        )
     if failures:
         print(f"{len(failures)} FAILURES:")
         for failure in failures:

@@ -38,6 +38,7 @@ def _training_kwargs(args):
         "pictures": args.pictures,
         "verbose": args.verbose,
         "data_source": args.data_source,
+        "allow_backend_change": args.allow_backend_change,
     }
 
 
@@ -89,10 +90,15 @@ def _check_table_folders(args, cells):
             args.learning_rate,
             args.train_examples,
             args.seed,
+            args.data_source,
         )
         try:
             training.check_run_folder(
-                directory, settings, args.resume, args.overwrite
+                directory,
+                settings,
+                args.resume,
+                args.overwrite,
+                args.allow_backend_change,
             )
         except (ValueError, OSError) as error:
             problems.append(str(error))

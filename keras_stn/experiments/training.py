@@ -10,9 +10,12 @@ and writes, in its run folder `<out_dir>/<data>-<model>[-<transform>]/`:
 - `pictures/`: for spatial transformer networks, what the transformer does
   to fixed test digits at the start and after each epoch, and a GIF of it
   (`keras_stn.callbacks.TransformerSnapshots`, needs matplotlib);
-- `backup/epoch-<N>.weights.h5`: the last finished epoch's weights and
+- `backup/epoch-<N>.keras`: the last finished epoch's weights and
   optimizer state while the run is unfinished, from which `resume=True`
-  continues.
+  continues;
+- `.manifest.json`: the files above, listed before each is written;
+  `overwrite=True` and the removal of old backups delete those and nothing
+  else.
 
 Every file is written atomically (a temporary file, then a rename), in an
 order that leaves a resumable run whenever the process is killed: at the end
@@ -24,17 +27,19 @@ function of (seed, N) alone and `seed` also seeds the weights, so a run
 resumed any number of times ends exactly where an uninterrupted one does.
 
 A run folder is locked while a run uses it (`run_folder.RunLock`); a folder
-that holds a run is continued with `resume=True`, replaced with
-`overwrite=True`, and otherwise left alone with an error.
+that holds a run is continued with `resume=True` (under the Keras backend
+that trained it, unless `allow_backend_change=True`), replaced with
+`overwrite=True`, and otherwise left alone with an error. A name the
+package writes there that is a symbolic link is refused, never followed.
 
 The test set doubles as the per-epoch validation data so that the curve of
 test error is in the results; nothing is selected on it: the reported error
 is the last epoch's.
 """
 
+import functools
 import math
 import os
-import shutil
 import time
 import uuid
 
@@ -54,7 +59,7 @@ MODELS = ("cnn", "st-cnn", "fcn", "st-fcn")
 OPTIMIZERS = ("adam", "sgd")
 MNIST_TRAIN_EXAMPLES = constants.MNIST_TRAIN_EXAMPLES
 MAX_SEED = constants.MAX_SEED
-BACKUP_DIR = "backup"
+BACKUP_DIR = run_folder.BACKUP_DIR
 _BUILDERS = {
     "cnn": models.cnn,
     "st-cnn": models.st_cnn,
@@ -258,13 +263,19 @@ def make_optimizer(name, learning_rate, total_steps):
     return keras.optimizers.Adam(schedule)
 
 
-def _backup_path(directory, epoch):
-    return os.path.join(directory, BACKUP_DIR, f"epoch-{epoch:04d}.weights.h5")
+def _backup_path(directory, epoch, suffix=".keras"):
+    # Backups were `.weights.h5` files before: those are still read.
+    return os.path.join(directory, BACKUP_DIR, f"epoch-{epoch:04d}{suffix}")
 
 
 def _save_atomically(path, save, suffix):
     """`save(temporary)` on a file beside `path` whose name ends in `suffix`
-    (Keras reads the format from it), then renames it onto `path`."""
+    (Keras reads the format from it), then renames it onto `path`.
+
+    Raises:
+        OSError: the file could not be written (a full disk, say), in one
+            line naming it.
+    """
     directory, name = os.path.split(path)
     os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(
@@ -273,34 +284,73 @@ def _save_atomically(path, save, suffix):
     try:
         save(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except OSError as error:
+        reason = " ".join(str(error).split())
+        raise OSError(
+            error.errno,
+            f"{path} could not be written ({reason}); the files of the "
+            "epochs finished before are in place: make room and run the "
+            "same command with --resume",
+        ) from error
+    finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-        raise
     return path
 
 
-def _remove_backups(directory, keep=None):
-    """Removes the backup files but `keep` (a path), and the folder when
-    nothing is kept."""
+def _save_model(network, path):
+    """Writes `network` (weights, optimizer state, config) to the `.keras`
+    file `path`, atomically.
+
+    A `.keras` file, not `save_weights`' `.weights.h5`: Keras writes the
+    HDF5 part of a `.keras` file in memory and the file itself with Python's
+    I/O (for networks below half the free memory: all of the paper's), so a
+    full disk is an `OSError`. HDF5 writing a file on a full disk leaves
+    h5py objects that crash the process when they are freed (a segfault,
+    not an exception).
+    """
+    return _save_atomically(path, network.save, ".keras")
+
+
+def _remove_backups(directory, manifest, keep=None):
+    """Removes the backups the package wrote but `keep` (a path), and the
+    `backup/` folder when nothing is kept and it is empty."""
     backup = os.path.join(directory, BACKUP_DIR)
-    if keep is None:
-        shutil.rmtree(backup, ignore_errors=True)
-        return
-    for name in os.listdir(backup):
-        path = os.path.join(backup, name)
-        if path != keep:
-            os.remove(path)
+    if os.path.isdir(backup):
+        manifest.remove(
+            *(
+                os.path.join(backup, name)
+                for name in os.listdir(backup)
+                if run_folder.BACKUP_FILE.match(name)
+                and os.path.join(backup, name) != keep
+            )
+        )
+    if keep is None and os.path.isdir(backup):
+        try:
+            os.rmdir(backup)
+        except OSError:  # it holds files the package did not write
+            pass
 
 
 class _RunRecorder(keras.callbacks.Callback):
     """Writes a run's backup and results after every epoch, in the order
-    that keeps them resumable (see the module's docstring)."""
+    that keeps them resumable (see the module's docstring), listing each
+    file in the run's manifest before it is written.
 
-    def __init__(self, directory, record):
+    Args:
+        directory: str, the run folder.
+        record: dict, the run's record (updated in place).
+        manifest: the folder's `run_folder.Manifest`.
+        snapshots: the run's `TransformerSnapshots` callback or None: its
+            pictures are listed at the end of each epoch.
+    """
+
+    def __init__(self, directory, record, manifest, snapshots=None):
         super().__init__()
         self.directory = directory
         self.record = record
+        self.manifest = manifest
+        self.snapshots = snapshots
         self._start = None
 
     def on_train_begin(self, logs=None):
@@ -308,8 +358,10 @@ class _RunRecorder(keras.callbacks.Callback):
         self.write()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.list_pictures()
         backup = _backup_path(self.directory, epoch + 1)
-        _save_atomically(backup, self.model.save_weights, ".weights.h5")
+        self.manifest.add(backup)
+        _save_model(self.model, backup)
         logs = {k: float(v) for k, v in (logs or {}).items()}
         epochs = [e for e in self.record["epochs"] if e["epoch"] <= epoch]
         epochs.append(
@@ -325,9 +377,22 @@ class _RunRecorder(keras.callbacks.Callback):
         self.record["test_error"] = epochs[-1]["test_error"]
         self.record["seconds"] = time.perf_counter() - self._start
         self.write()
-        _remove_backups(self.directory, keep=backup)
+        _remove_backups(self.directory, self.manifest, keep=backup)
+
+    def on_train_end(self, logs=None):
+        self.list_pictures()
+
+    def list_pictures(self):
+        if self.snapshots is not None:
+            self.manifest.add(
+                *self.snapshots.paths, *self.snapshots.animation_paths
+            )
 
     def write(self):
+        self.manifest.add(
+            os.path.join(self.directory, results.RESULTS_FILE),
+            os.path.join(self.directory, run_folder.RESULTS_MARKDOWN),
+        )
         write_record(self.directory, self.record)
 
 
@@ -335,11 +400,12 @@ def write_record(directory, record):
     """Writes `results.json` and `results.md` of a run, atomically."""
     results.write_json(os.path.join(directory, results.RESULTS_FILE), record)
     results.write_text(
-        os.path.join(directory, "results.md"), results.markdown_table([record])
+        os.path.join(directory, run_folder.RESULTS_MARKDOWN),
+        results.markdown_table([record]),
     )
 
 
-def _restore(network, directory, record):
+def _restore(network, directory, record, manifest):
     """Loads the backup of the record's last finished epoch into the
     compiled `network` (weights and optimizer state), removes any other
     backup, and returns the number of finished epochs."""
@@ -352,9 +418,12 @@ def _restore(network, directory, record):
             "--overwrite."
         )
     if not finished:
-        _remove_backups(directory)
+        _remove_backups(directory, manifest)
         return 0
     backup = _backup_path(directory, len(finished))
+    if not os.path.exists(backup):
+        legacy = _backup_path(directory, len(finished), ".weights.h5")
+        backup = legacy if os.path.exists(legacy) else backup
     if not os.path.exists(backup):
         raise FileNotFoundError(
             f"{path} lists {len(finished)} finished epochs, but their backup "
@@ -363,7 +432,7 @@ def _restore(network, directory, record):
         )
     network.optimizer.build(network.trainable_variables)
     network.load_weights(backup)
-    _remove_backups(directory, keep=backup)
+    _remove_backups(directory, manifest, keep=backup)
     return len(finished)
 
 
@@ -444,7 +513,13 @@ class RunExistsError(FileExistsError):
     was asked for."""
 
 
-def check_run_folder(directory, settings, resume=False, overwrite=False):
+def check_run_folder(
+    directory,
+    settings,
+    resume=False,
+    overwrite=False,
+    allow_backend_change=False,
+):
     """What may be done with a run folder, read-only.
 
     Args:
@@ -452,16 +527,21 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
         settings: dict of the run's settings (`run_settings`).
         resume: bool, continue a run there.
         overwrite: bool, replace a run there.
+        allow_backend_change: bool, with `resume`, continue a run that
+            another Keras backend trained.
     Returns:
         The run's record to resume from, or None to start afresh.
     Raises:
         RunExistsError: the folder holds a run, without `resume` or
             `overwrite`.
-        ValueError: with `resume`, the run's settings differ (the message
-            names them), an unfinished run was drawn from another data
-            stream (`settings.DATA_STREAM`), or its `results.json` is
-            damaged.
+        ValueError: a name the package writes in the folder is a symbolic
+            link (`keras_stn.utils.files.LinkError`, naming it; with
+            `overwrite`, the folder itself too); with `resume`, the run's
+            settings or backend differ (the message names them), an
+            unfinished run was drawn from another data stream
+            (`settings.DATA_STREAM`), or its `results.json` is damaged.
     """
+    run_folder.check_links(directory, folder=overwrite)
     if overwrite:
         return None
     record = run_folder.existing_run(directory)
@@ -493,6 +573,10 @@ def check_run_folder(directory, settings, resume=False, overwrite=False):
             "be drawn as it started them, so it is not resumed; nothing was "
             "changed. Pass --overwrite (`overwrite=True`) to train it "
             "afresh, or use another --out-dir."
+        )
+    if record.get("status") != "complete":
+        run_folder.check_backend(
+            record, keras.backend.backend(), allow_backend_change, path
         )
     return record
 
@@ -538,6 +622,7 @@ def train_run(
     callbacks=None,
     verbose=1,
     data_source="auto",
+    allow_backend_change=False,
 ):
     """Trains one network on one distorted MNIST set, writing result files.
 
@@ -579,14 +664,19 @@ def train_run(
             the other. The run records `data_stream`, the version of the
             random streams: an unfinished run of another stream is not
             resumed.
+        allow_backend_change: bool, with `resume`, continue a run that
+            another Keras backend trained (the record's `backends` then
+            lists them in order); without it that is an error, since the
+            backends' numbers differ in the last bits.
     Returns:
         dict: the run's record (also in `results.json`); `test_error` is a
         fraction; `backend`, `device` and `data_source` say what ran it.
     Raises:
         ValueError: an unknown data set, model, transform or optimizer, a
             bad number, an `out_dir` that is not a writable folder, a
-            damaged `results.json`, or (with `resume`) settings that differ
-            from the run's, naming what is wrong.
+            damaged `results.json`, a symbolic link where the run folder
+            is written, or (with `resume`) settings or a backend that
+            differ from the run's, naming what is wrong.
         RunExistsError: the run folder holds a run, without `resume` or
             `overwrite`.
         run_folder.RunInUseError: another process is training in the run
@@ -607,133 +697,222 @@ def train_run(
         data_source,
     )
     data_source = resolve_data_source(data_source)
-    data, model_name, transform = (settings[k] for k in _RUN_KEYS)
-    epochs, batch_size, optimizer, learning_rate, num_train, seed = (
-        settings[k] for k in _SCHEDULE_KEYS
-    )
     if train_examples is not None:
-        train_examples = num_train
+        train_examples = settings["train_examples"]
+    resume, overwrite, allow_backend_change = _check_flags(
+        resume, overwrite, allow_backend_change
+    )
+    out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
+    directory = os.path.join(out_dir, _name(settings))
+    check_folder = functools.partial(
+        check_run_folder,
+        directory,
+        settings,
+        resume,
+        overwrite,
+        allow_backend_change,
+    )
+    previous = check_folder()
+    if _is_complete(previous, directory, verbose):
+        return previous
+
+    # The network and the data (this checks MNIST) before any file is
+    # written.
+    network = _compiled_network(settings)
+    initial_epoch = len(previous["epochs"]) if previous else 0
+    train, test = run_datasets(
+        settings, train_examples, data_dir, manual_dir, initial_epoch,
+        data_source,
+    )
+    with run_folder.RunLock(directory):
+        # Again under the lock: another process may have changed the folder.
+        previous = check_folder()
+        if overwrite:
+            run_folder.clear(directory)
+        manifest = run_folder.Manifest(directory)
+        if _is_complete(previous, directory, verbose):
+            _remove_backups(directory, manifest)
+            return previous
+        run_folder.remove_temporaries(directory)
+        record = _running_record(previous, settings, network, data_source)
+        restored = _restore(network, directory, record, manifest)
+        if restored != initial_epoch:
+            # Another process trained here between the two checks: the
+            # training data starts at another epoch.
+            initial_epoch = restored
+            train, test = run_datasets(
+                settings, train_examples, data_dir, manual_dir, initial_epoch,
+                data_source,
+            )
+        snapshots = None
+        if pictures and settings["transform"] is not None:
+            snapshots = _snapshots(network, test, directory, verbose)
+        # Pictures before the recorder: results name only epochs whose
+        # files are all in place.
+        recorder = _RunRecorder(directory, record, manifest, snapshots)
+        callback_list = [snapshots] if snapshots is not None else []
+        callback_list += [recorder, *(callbacks or [])]
+        if verbose:
+            print(_announcement(record, settings, initial_epoch))
+        if initial_epoch < settings["epochs"]:
+            network.fit(
+                train,
+                epochs=settings["epochs"],
+                initial_epoch=initial_epoch,
+                steps_per_epoch=_steps_per_epoch(settings),
+                validation_data=test,
+                callbacks=callback_list,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+        _finish(network, directory, record, manifest, recorder)
+    if verbose:
+        print(
+            f"{_name(settings)}: test error "
+            f"{100 * record['test_error']:.2f}% ({directory})"
+        )
+    return record
+
+
+def _check_flags(resume, overwrite, allow_backend_change):
+    """`resume`, `overwrite`, `allow_backend_change` checked as bools, at
+    most one of the first two."""
     resume = argument_validation.check_bool(resume, "resume")
     overwrite = argument_validation.check_bool(overwrite, "overwrite")
+    allow_backend_change = argument_validation.check_bool(
+        allow_backend_change, "allow_backend_change"
+    )
     if resume and overwrite:
         raise ValueError(
             "`resume` continues the run in the folder and `overwrite` "
             "deletes it: pass at most one. Received: resume=True, "
             "overwrite=True"
         )
-    out_dir = argument_validation.check_writable_folder(out_dir, "out_dir")
-    name = run_name(data, model_name, transform)
-    directory = os.path.join(out_dir, name)
-    previous = check_run_folder(directory, settings, resume, overwrite)
-    if previous is not None and previous.get("status") == "complete":
-        if verbose:
-            print(f"{directory}: already complete, skipped")
-        return previous
+    return resume, overwrite, allow_backend_change
 
-    # The data (this checks MNIST) and the network, before any file is
-    # written; `seed` makes the initial weights repeatable.
-    train, test, _ = make_datasets(
-        data,
-        batch_size,
-        train_examples,
-        seed,
-        data_dir,
-        manual_dir,
-        data_source=data_source,
+
+def _name(settings):
+    return run_name(settings["data"], settings["model"], settings["transform"])
+
+
+def _is_complete(record, directory, verbose):
+    """Whether `record` is a finished run (said when `verbose`)."""
+    if record is None or record.get("status") != "complete":
+        return False
+    if verbose:
+        print(f"{directory}: already complete, skipped")
+    return True
+
+
+def _steps_per_epoch(settings):
+    return math.ceil(settings["train_examples"] / settings["batch_size"])
+
+
+def _compiled_network(settings):
+    """The run's network, compiled, its initial weights a function of the
+    seed (`keras.utils.set_random_seed` seeds Python, NumPy and the
+    backend)."""
+    keras.utils.set_random_seed(settings["seed"])
+    network = build_model(
+        settings["model"], settings["data"], settings["transform"] or "affine"
     )
-    del train  # built to check the split; rebuilt for the epochs to come
-    keras.utils.set_random_seed(seed)
-    network = build_model(model_name, data, transform or "affine")
-    steps = math.ceil(num_train / batch_size)
+    total_steps = _steps_per_epoch(settings) * settings["epochs"]
     network.compile(
-        optimizer=make_optimizer(optimizer, learning_rate, steps * epochs),
+        optimizer=make_optimizer(
+            settings["optimizer"], settings["learning_rate"], total_steps
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    with run_folder.RunLock(directory):
-        # Again under the lock: another process may have changed the folder.
-        previous = check_run_folder(directory, settings, resume, overwrite)
-        if previous is not None and previous.get("status") == "complete":
-            if verbose:
-                print(f"{directory}: already complete, skipped")
-            _remove_backups(directory)
-            return previous
-        if overwrite:
-            run_folder.clear(directory)
-        run_folder.remove_temporaries(directory)
-        record = previous or {"epochs": [], "seconds": 0.0}
-        record.update(
-            {
-                "data": data,
-                "model": model_name,
-                "transform": transform,
-                "params": int(network.count_params()),
-                "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
-                "paper_error": results.paper_error(model_name, transform, data),
-                "data_source": data_source,
-                "data_stream": constants.DATA_STREAM,
-                "backend": keras.backend.backend(),
-                "device": device_name(),
-                "status": "running",
-            }
-        )
-        record.setdefault("test_error", None)
-        initial_epoch = _restore(network, directory, record)
-        train, _, _ = make_datasets(
-            data,
-            batch_size,
-            train_examples,
-            seed,
-            data_dir,
-            manual_dir,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            data_source=data_source,
-        )
-        # Pictures before the recorder: results name only epochs whose
-        # files are all in place.
-        callback_list = []
-        if pictures and transform is not None:
-            snapshots = _snapshots(network, test, directory, verbose)
-            if snapshots is not None:
-                callback_list.append(snapshots)
-        recorder = _RunRecorder(directory, record)
-        callback_list += [recorder, *(callbacks or [])]
-        if verbose:
-            print(
-                f"{name}: {record['params']:,} parameters, {epochs} epoch"
-                f"{'s' if epochs != 1 else ''} of {num_train} examples, "
-                f"{optimizer} lr {learning_rate:g}"
-                + (
-                    f", resumed after epoch {initial_epoch}"
-                    if initial_epoch
-                    else ""
-                )
-            )
-        if initial_epoch < epochs:
-            network.fit(
-                train,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
-                validation_data=test,
-                callbacks=callback_list,
-                shuffle=False,  # the pipeline shuffles
-                verbose=verbose,
-            )
-        # Killed after this, the run resumes from the last epoch's backup
-        # and writes these again.
-        _save_atomically(
-            os.path.join(directory, run_folder.MODEL_FILE),
-            network.save,
-            ".keras",
-        )
-        record["status"] = "complete"
-        recorder.write()
-        _remove_backups(directory)
-    if verbose:
-        print(
-            f"{name}: test error {100 * record['test_error']:.2f}% "
-            f"({directory})"
-        )
+    return network
+
+
+def run_datasets(
+    settings,
+    train_examples=None,
+    data_dir=None,
+    manual_dir=None,
+    initial_epoch=0,
+    data_source="auto",
+):
+    """The one place a run builds its data: the training epochs
+    `initial_epoch .. epochs - 1` and the test set of its settings.
+
+    Args:
+        settings: dict, the run's settings (`run_settings`).
+        train_examples: int or None, as given to `train_run` (None: the
+            whole training split, named so).
+        data_dir, manual_dir: where MNIST is.
+        initial_epoch: int, the first epoch to train.
+        data_source: the adapter (`resolve_data_source`); the batches are
+            the same.
+    Returns:
+        `(train, test)` as `make_datasets` builds them.
+    """
+    train, test, _ = make_datasets(
+        settings["data"],
+        settings["batch_size"],
+        train_examples,
+        settings["seed"],
+        data_dir,
+        manual_dir,
+        epochs=settings["epochs"],
+        initial_epoch=initial_epoch,
+        data_source=data_source,
+    )
+    return train, test
+
+
+def _running_record(previous, settings, network, data_source):
+    """The record of a run starting or resuming in this process: the
+    previous record (epochs, times) with this process' settings, data
+    adapter and stream, backend and device, and the backends so far when
+    they changed."""
+    record = previous or {"epochs": [], "seconds": 0.0}
+    backend = keras.backend.backend()
+    backends = run_folder.run_backends(record)
+    if backends and backends[-1] != backend:
+        record["backends"] = backends + [backend]
+    model, transform, data = (
+        settings[k] for k in ("model", "transform", "data")
+    )
+    record.update(
+        {
+            "data": data,
+            "model": model,
+            "transform": transform,
+            "params": int(network.count_params()),
+            "schedule": {key: settings[key] for key in _SCHEDULE_KEYS},
+            "paper_error": results.paper_error(model, transform, data),
+            "data_source": data_source,
+            "data_stream": constants.DATA_STREAM,
+            "backend": backend,
+            "device": device_name(),
+            "status": "running",
+        }
+    )
+    record.setdefault("test_error", None)
     return record
+
+
+def _announcement(record, settings, initial_epoch):
+    """`"r-cnn: 1,234 parameters, 3 epochs of 60000 examples, ..."`."""
+    epochs = settings["epochs"]
+    return (
+        f"{_name(settings)}: {record['params']:,} parameters, {epochs} epoch"
+        f"{'s' if epochs != 1 else ''} of {settings['train_examples']} "
+        f"examples, {settings['optimizer']} lr {settings['learning_rate']:g}"
+        + (f", resumed after epoch {initial_epoch}" if initial_epoch else "")
+    )
+
+
+def _finish(network, directory, record, manifest, recorder):
+    """`model.keras`, then the results marked complete, then no backup.
+    Killed before the results, the run resumes from the last epoch's backup
+    and writes these again."""
+    model_path = os.path.join(directory, run_folder.MODEL_FILE)
+    manifest.add(model_path)
+    _save_model(network, model_path)
+    record["status"] = "complete"
+    recorder.write()
+    _remove_backups(directory, manifest)

@@ -150,10 +150,11 @@ def test_a_finished_run_is_kept_without_resume_or_overwrite(
 
 
 @pytest.mark.large
-def test_overwrite_replaces_a_run(mnist_dirs, tmp_path):
+def test_overwrite_replaces_a_run_and_keeps_other_files(mnist_dirs, tmp_path):
     directory = tmp_path / "r-st-fcn-affine"
     _finished_run(directory)
-    (directory / "notes.txt").write_text("left by the old run")
+    # Not the package's: overwrite leaves it.
+    (directory / "notes.txt").write_text("left by the user")
     record = _run(
         mnist_dirs, tmp_path, overwrite=True, epochs=1, train_examples=64
     )
@@ -161,7 +162,9 @@ def test_overwrite_replaces_a_run(mnist_dirs, tmp_path):
     assert [e["epoch"] for e in record["epochs"]] == [1]
     assert results.read_json(str(directory / "results.json")) == record
     assert sorted(os.listdir(directory)) == [
+        run_folder.MANIFEST_FILE,
         "model.keras",
+        "notes.txt",
         "results.json",
         "results.md",
     ]
@@ -261,6 +264,7 @@ def _assert_same_run(directory, expected_record, expected_weights):
     for got, want in zip(_weights(directory), expected_weights, strict=True):
         np.testing.assert_array_equal(got, want)
     assert sorted(os.listdir(directory)) == [
+        run_folder.MANIFEST_FILE,
         "model.keras",
         "results.json",
         "results.md",
@@ -308,7 +312,7 @@ def test_seeded_runs_and_resumed_runs_end_bit_for_bit_alike(
     assert record["epochs"] == reference["epochs"][:1]
     assert record["test_error"] == reference["epochs"][0]["test_error"]
     assert "ST-FCN affine" in (directory / "results.md").read_text()
-    assert os.listdir(directory / "backup") == ["epoch-0001.weights.h5"]
+    assert os.listdir(directory / "backup") == ["epoch-0001.keras"]
     assert not (directory / "model.keras").exists()
     resumed = _run(mnist_dirs, tmp_path / "c", resume=True)
     _assert_same_run(directory, reference, weights)
@@ -321,9 +325,8 @@ def test_seeded_runs_and_resumed_runs_end_bit_for_bit_alike(
 
     # Killed while writing epoch 2's backup: resumed from epoch 1's.
     with monkeypatch.context() as patch:
-        patch.setattr(
-            keras.Model, "save_weights", _dies_while_writing("save_weights", 2)
-        )
+        # Backups and model.keras are `save`d: the 2nd is epoch 2's backup.
+        patch.setattr(keras.Model, "save", _dies_while_writing("save", 2))
         with pytest.raises(KeyboardInterrupt):
             _run(mnist_dirs, tmp_path / "d")
     record = results.read_json(str(tmp_path / "d" / name / "results.json"))
@@ -334,7 +337,8 @@ def test_seeded_runs_and_resumed_runs_end_bit_for_bit_alike(
     # Killed while writing model.keras after the last epoch: resumed from
     # the last epoch's backup, nothing trained again.
     with monkeypatch.context() as patch:
-        patch.setattr(keras.Model, "save", _dies_while_writing("save", 1))
+        # After the backups of epochs 1 and 2.
+        patch.setattr(keras.Model, "save", _dies_while_writing("save", 3))
         with pytest.raises(KeyboardInterrupt):
             _run(mnist_dirs, tmp_path / "e")
     record = results.read_json(str(tmp_path / "e" / name / "results.json"))

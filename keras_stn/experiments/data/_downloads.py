@@ -6,10 +6,16 @@ file with the wrong checksum ends in a traceback about its download
 manager; these checks say the same at once, naming the site or the file.
 """
 
+import contextlib
 import hashlib
 import os
 import urllib.error
 import urllib.request
+
+from keras_stn.utils import files
+
+# In tfds' data dir while keras-stn prepares a data set there.
+PREPARATION_LOCK = ".keras_stn-prepare.lock"
 
 
 def reachable(url, timeout=5.0):
@@ -52,3 +58,23 @@ def check_files(directory, checksums, argument):
                 f"`{argument}` must hold the original files: download or "
                 f"copy {name} again. Received: {argument}={directory!r}"
             )
+
+
+def preparation_lock(data_dir):
+    """A blocking lock on tfds' `data_dir` while a data set is prepared
+    there (a context manager).
+
+    The lock file `<data_dir>/.keras_stn-prepare.lock` is created (never
+    through a symbolic link: a link there is a `ValueError` naming it) and
+    removed on release; the operating system releases the lock when its
+    owner ends, however it ends. A remote `data_dir` (`gs://...`) is not
+    locked.
+    """
+    if "://" in data_dir:
+        return contextlib.nullcontext()
+    os.makedirs(data_dir, exist_ok=True)
+    return files.FileLock(
+        os.path.join(data_dir, PREPARATION_LOCK),
+        blocking=True,
+        remedy="Remove the link, or pass another `data_dir`.",
+    )
