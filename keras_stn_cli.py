@@ -308,7 +308,8 @@ def _parser():
 
 
 def _import_backend_quietly():
-    """Imports Keras (and so its backend) with the process's stderr closed.
+    """Imports keras_stn (and so Keras and its backend) with the process's
+    stderr closed.
 
     TensorFlow writes its start-up lines (oneDNN, CUDA drivers, absl's
     preamble) from C++ straight to file descriptor 2, before its log level
@@ -321,7 +322,7 @@ def _import_backend_quietly():
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import keras  # noqa: F401
+        import keras_stn  # noqa: F401
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -331,9 +332,16 @@ def _import_backend_quietly():
 def main(argv=None):
     """Runs `keras-stn`; returns the exit status."""
     args = _parser().parse_args(argv)
-    if not args.verbose_backend:
-        _import_backend_quietly()
-    from keras_stn.experiments import commands
+    try:
+        if not args.verbose_backend:
+            _import_backend_quietly()
+        from keras_stn.experiments import commands
+    except ImportError as error:
+        # Keras' configured backend not installed: keras_stn's message
+        # names KERAS_BACKEND, the installed backends and the extra, in a
+        # few lines rather than a traceback.
+        print(f"keras-stn: error: {error}", file=sys.stderr)
+        return 2
 
     try:
         commands.COMMANDS[args.command](args)
