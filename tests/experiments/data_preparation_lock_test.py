@@ -1,4 +1,5 @@
-"""tensorflow-datasets prepares a data dir for one process at a time."""
+"""tensorflow-datasets prepares a data dir for one process at a time (CUB;
+MNIST is read from its original files without tfds)."""
 
 import os
 import threading
@@ -7,14 +8,13 @@ import time
 import pytest
 
 from keras_stn.utils import files
-from tests import conftest
 
 pytestmark = pytest.mark.tensorflow_only
 
 
 class _Builder:
     """A tfds builder whose preparation takes a while and counts how many
-    run at once, in place of tfds' MNIST builder."""
+    run at once, in place of tfds' CUB builder."""
 
     state = {"prepared": False, "running": 0, "most": 0, "prepared_by": 0}
 
@@ -36,9 +36,7 @@ class _Builder:
 
 @pytest.fixture
 def fake_tfds(monkeypatch, tmp_path):
-    mnist = pytest.importorskip("keras_stn.experiments.data.mnist")
-    if not os.path.isdir(conftest.MNIST_FILES_DIR):
-        pytest.skip(f"the MNIST files are not in {conftest.MNIST_FILES_DIR}")
+    cub = pytest.importorskip("keras_stn.experiments.data.cub")
     _Builder.state = {
         "prepared": False,
         "running": 0,
@@ -47,18 +45,25 @@ def fake_tfds(monkeypatch, tmp_path):
     }
     data_dir = tmp_path / "tfds"
     monkeypatch.setattr(
-        mnist.tfds, "builder", lambda name, data_dir: _Builder(data_dir)
+        cub.tfds, "builder", lambda name, data_dir: _Builder(data_dir)
     )
-    return mnist, str(data_dir)
+    monkeypatch.setattr(cub.tfds, "load", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cub._downloads, "reachable", lambda url: True)
+    monkeypatch.delenv(cub.MANUAL_DIR_ENV, raising=False)
+
+    def prepare():
+        cub._load("train", str(data_dir), None, False, None)
+
+    return prepare, str(data_dir)
 
 
 def test_two_processes_never_prepare_one_data_dir_at_once(fake_tfds):
-    mnist, data_dir = fake_tfds
+    load, data_dir = fake_tfds
     errors = []
 
     def prepare():
         try:
-            mnist.prepared_builder(data_dir, conftest.MNIST_FILES_DIR)
+            load()
         except Exception as error:  # reported below
             errors.append(error)
 
@@ -75,13 +80,13 @@ def test_two_processes_never_prepare_one_data_dir_at_once(fake_tfds):
 
 
 def test_a_link_as_the_preparation_lock_is_refused(fake_tfds, tmp_path):
-    mnist, data_dir = fake_tfds
+    load, data_dir = fake_tfds
     os.makedirs(data_dir)
     mine = tmp_path / "mine.txt"
     mine.write_text("years of work")
     link = os.path.join(data_dir, ".keras_stn-prepare.lock")
     os.symlink(mine, link)
     with pytest.raises(files.LinkError, match=f"{link} is a symbolic link"):
-        mnist.prepared_builder(data_dir, conftest.MNIST_FILES_DIR)
+        load()
     assert mine.read_text() == "years of work"
     assert _Builder.state["prepared_by"] == 0

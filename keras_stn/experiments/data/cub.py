@@ -32,7 +32,7 @@ def _load(split, data_dir, manual_dir, training, seed):
     """`tfds.load` of the images and labels only (nothing else decoded)."""
     if manual_dir is None:
         manual_dir = os.environ.get(MANUAL_DIR_ENV) or None
-    kwargs = {}
+    download_config = None
     if manual_dir is not None:
         manual_dir = os.path.abspath(os.path.expanduser(str(manual_dir)))
         builder = tfds.builder("caltech_birds2011", data_dir=data_dir)
@@ -47,8 +47,7 @@ def _load(split, data_dir, manual_dir, training, seed):
                 f"{MANUAL_DIR_ENV}) must hold {list(FILES)}; missing: "
                 f"{missing}. Received: manual_dir={manual_dir!r}"
             )
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        kwargs["download_and_prepare_kwargs"] = {"download_config": config}
+        download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     else:
         builder = tfds.builder("caltech_birds2011", data_dir=data_dir)
         if not builder.is_prepared() and not _downloads.reachable(DOWNLOAD_URL):
@@ -58,14 +57,19 @@ def _load(split, data_dir, manual_dir, training, seed):
                 f"unreachable. Put the archives {list(FILES)} in a folder "
                 f"and pass `manual_dir=` (or set ${MANUAL_DIR_ENV}) to it."
             )
+    # One process prepares a data dir at a time: two preparing it at once
+    # failed in tfds' rename of its temporary folder.
+    with _downloads.preparation_lock(str(builder.data_dir_root)):
+        if not builder.is_prepared():
+            builder.download_and_prepare(download_config=download_config)
     return tfds.load(
         "caltech_birds2011",
         split=split,
         data_dir=data_dir,
+        download=False,
         shuffle_files=training,
         read_config=tfds.ReadConfig(shuffle_seed=seed),
         decoders=tfds.decode.PartialDecoding({"image": True, "label": True}),
-        **kwargs,
     )
 
 
