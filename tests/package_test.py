@@ -216,3 +216,26 @@ def test_py_typed_is_shipped():
         assert re.search(
             r"^\[options.package_data\]\nkeras_stn = py.typed$", f.read(), re.M
         )
+
+
+def test_every_public_op_has_type_hints():
+    """`py.typed` promises hints: every public op annotates its return
+    value and its arguments (the types in `keras_stn.utils.types`)."""
+    import inspect
+
+    import keras_stn
+
+    missing = []
+    for name in keras_stn.ops.__all__:
+        function = getattr(keras_stn.ops, name)
+        if not inspect.isfunction(function):
+            continue  # the `transforms` module
+        signature = inspect.signature(function)
+        if signature.return_annotation is inspect.Signature.empty:
+            missing.append(f"{name} -> ?")
+        missing += [
+            f"{name}({parameter})"
+            for parameter, value in signature.parameters.items()
+            if value.annotation is inspect.Parameter.empty
+        ]
+    assert not missing, missing

@@ -10,6 +10,7 @@ the grid itself.
 from keras import ops
 
 from keras_stn.utils import argument_validation
+from keras_stn.utils import types
 
 
 def _step(grid, axis):
@@ -29,7 +30,7 @@ def _step(grid, axis):
     return (before + after) / 2.0
 
 
-def supersample_grid(grid, factor):
+def supersample_grid(grid: types.TensorLike, factor: int) -> types.Tensor:
     """Spreads `factor x factor` points over each grid point's footprint.
 
     The footprint of output pixel `(i, j)` is the parallelogram spanned by

@@ -19,6 +19,7 @@ from keras_stn.ops import coordinates
 from keras_stn.ops import sampling
 from keras_stn.utils import argument_validation
 from keras_stn.utils import shapes
+from keras_stn.utils import types
 
 INDEXINGS = ("ij", "xy")
 KERNELS = ("bilinear", "nearest")
@@ -105,12 +106,12 @@ def _sample(images, grid, kernel, padding_mode):
 
 
 def warp(
-    images,
-    displacement,
-    kernel="bilinear",
-    padding_mode="border",
-    indexing="ij",
-):
+    images: types.TensorLike,
+    displacement: types.TensorLike,
+    kernel: str = "bilinear",
+    padding_mode: str = "border",
+    indexing: str = "ij",
+) -> types.Tensor:
     """Warps images or volumes by a dense displacement field.
 
     `output[p] = images(p + displacement[p])`, read with `kernel` (bilinear
@@ -159,7 +160,9 @@ def warp(
     return _sample(images, grid, kernel, padding_mode)
 
 
-def integrate_velocity(velocity, steps=7, indexing="ij"):
+def integrate_velocity(
+    velocity: types.TensorLike, steps: int = 7, indexing: str = "ij"
+) -> types.Tensor:
     """Integrates a stationary velocity field by scaling and squaring.
 
     VoxelMorph's `VecInt`: `u = velocity / 2**steps`, then `steps` times
@@ -191,7 +194,11 @@ def integrate_velocity(velocity, steps=7, indexing="ij"):
     return displacement
 
 
-def warp_points(points, displacement, indexing="ij"):
+def warp_points(
+    points: types.TensorLike,
+    displacement: types.TensorLike,
+    indexing: str = "ij",
+) -> types.Tensor:
     """Moves points by a displacement field, as `warp` moves pixels.
 
     `points + displacement(points)`, the field read bilinearly (border
@@ -232,7 +239,9 @@ def warp_points(points, displacement, indexing="ij"):
     return ops.cast(ops.cast(points, dtype) + moved, points.dtype)
 
 
-def compose_displacements(first, second, indexing="ij"):
+def compose_displacements(
+    first: types.TensorLike, second: types.TensorLike, indexing: str = "ij"
+) -> types.Tensor:
     """The displacement of warping by `first`, then by `second`.
 
     `warp(warp(images, first), second)` reads, at output pixel p, the input

@@ -15,6 +15,7 @@ from keras import ops
 
 from keras_stn.ops import backend
 from keras_stn.utils import argument_validation
+from keras_stn.utils import types
 
 # |w| below this is replaced by +-_W_EPSILON in the projective divide.
 W_EPSILON = 1e-6
@@ -75,7 +76,12 @@ def base_grid_numpy(size, align_corners):
     return points
 
 
-def identity_grid(size, batch_size=1, align_corners=False, dtype="float32"):
+def identity_grid(
+    size: types.Size,
+    batch_size: int = 1,
+    align_corners: bool = False,
+    dtype: str = "float32",
+) -> types.Tensor:
     """The grid that samples each output pixel at its own place.
 
     Args:
@@ -229,7 +235,9 @@ def is_volume_size(size):
         return False
 
 
-def affine_grid(theta, size, align_corners=False):
+def affine_grid(
+    theta: types.TensorLike, size: types.Size, align_corners: bool = False
+) -> types.Tensor:
     """Maps the output pixel grid through 2x3 affine matrices.
 
     `grid[b, i, j] = theta[b] @ (x_j, y_i, 1)`. The gradient is hand-written:
@@ -289,7 +297,9 @@ def affine_grid(theta, size, align_corners=False):
     return ops.reshape(_affine(theta, base), (-1, *size, 2))
 
 
-def projective_grid(theta, size, align_corners=False):
+def projective_grid(
+    theta: types.TensorLike, size: types.Size, align_corners: bool = False
+) -> types.Tensor:
     """Maps the output pixel grid through 3x3 homographies.
 
     `(u, v, w) = theta[b] @ (x, y, 1)`, sampling point `(u / w, v / w)`.
@@ -348,7 +358,9 @@ def projective_grid(theta, size, align_corners=False):
     return ops.reshape(_projective(theta, base), (-1, *size, 2))
 
 
-def affine_grid_3d(theta, size, align_corners=False):
+def affine_grid_3d(
+    theta: types.TensorLike, size: types.Size, align_corners: bool = False
+) -> types.Tensor:
     """Maps the output voxel grid through 3x4 affine matrices.
 
     `grid[b, k, i, j] = theta[b] @ (x_j, y_i, z_k, 1)`: PyTorch's

@@ -30,6 +30,7 @@ from keras_stn.ops import nearest
 from keras_stn.ops import trilinear
 from keras_stn.utils import argument_validation
 from keras_stn.utils import shapes
+from keras_stn.utils import types
 
 KERNELS = ("bilinear", "nearest", "bicubic")
 
@@ -49,7 +50,7 @@ _PLANS = {
 }
 
 
-def spatial_axes(images):
+def spatial_axes(images: types.TensorLike) -> int | None:
     """2 for images `(B, H, W, C)`, 3 for volumes `(B, D, H, W, C)`, else
     None: the one place that tells images and volumes apart."""
     shape = getattr(images, "shape", None)
@@ -120,14 +121,14 @@ def check_sample_args(
 
 
 def sample(
-    images,
-    grid,
-    kernel="bilinear",
-    padding_mode="zeros",
-    align_corners=False,
-    antialias=False,
-    deterministic=None,
-):
+    images: types.TensorLike,
+    grid: types.TensorLike,
+    kernel: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    antialias: bool | int = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `images` at `grid` with any kernel, optionally anti-aliased.
 
     With anti-aliasing, each output pixel averages `S x S` samples spread
@@ -231,8 +232,12 @@ def _run(kernel, num_axes, images, grid, padding_mode, align_corners,
 
 
 def bilinear_sample(
-    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
-):
+    images: types.TensorLike,
+    grid: types.TensorLike,
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `images` at normalised `(x, y)` points with a bilinear kernel.
 
     The paper's sampler (Jaderberg et al., eq. 5): each output pixel is the
@@ -286,8 +291,12 @@ def bilinear_sample(
 
 
 def trilinear_sample(
-    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
-):
+    volumes: types.TensorLike,
+    grid: types.TensorLike,
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `volumes` at normalised `(x, y, z)` points, trilinearly.
 
     Each output voxel interpolates the eight input voxels around its point.
@@ -336,8 +345,12 @@ def trilinear_sample(
 
 
 def nearest_sample(
-    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
-):
+    images: types.TensorLike,
+    grid: types.TensorLike,
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `images` at the pixel nearest each grid point.
 
     Volumes `(B, D, H, W, C)` go to `nearest_sample_3d`.
@@ -369,8 +382,12 @@ def nearest_sample(
 
 
 def nearest_sample_3d(
-    volumes, grid, padding_mode="zeros", align_corners=False, deterministic=None
-):
+    volumes: types.TensorLike,
+    grid: types.TensorLike,
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `volumes` at the voxel nearest each grid point.
 
     Values equal PyTorch's `grid_sample(mode="nearest")` on 5-D input (ties
@@ -400,8 +417,12 @@ def nearest_sample_3d(
 
 
 def bicubic_sample(
-    images, grid, padding_mode="zeros", align_corners=False, deterministic=None
-):
+    images: types.TensorLike,
+    grid: types.TensorLike,
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    deterministic: bool | None = None,
+) -> types.Tensor:
     """Samples `images` with PyTorch's bicubic kernel (cubic convolution,
     `A = -0.75`, 4x4 taps).
 

@@ -10,11 +10,18 @@ function runs directly, as before.
 
 import functools
 import inspect
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
 
 import keras
 
 # The functions `TensorOp` may call, by name (filled by `symbolic`).
-_FUNCTIONS = {}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+# The wrapper has the signature of the function it wraps.
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _is_tensor(value):
@@ -64,7 +71,7 @@ class TensorOp(keras.Operation):
         }
 
 
-def symbolic(function):
+def symbolic(function: _F) -> _F:
     """Returns `function` taking `keras.KerasTensor`s as well (a `TensorOp`).
 
     Args:
@@ -105,4 +112,4 @@ def symbolic(function):
                 cause = cause.__context__
             raise cause from None
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]

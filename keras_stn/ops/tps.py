@@ -14,9 +14,10 @@ from keras import ops
 from keras_stn.ops import backend
 from keras_stn.ops import grids
 from keras_stn.utils import argument_validation
+from keras_stn.utils import types
 
 
-def regular_control_points(num_points=16):
+def regular_control_points(num_points: int = 16) -> np.ndarray:
     """A regular `n x n` lattice spanning `[-1, 1]^2`, `n = sqrt(num_points)`.
 
     Args:
@@ -108,7 +109,12 @@ def _grid_matrix(control_key, size, align_corners):
     return matrix
 
 
-def tps_grid(theta, size, control_points=None, align_corners=False):
+def tps_grid(
+    theta: types.TensorLike,
+    size: types.Size,
+    control_points: types.TensorLike | None = None,
+    align_corners: bool = False,
+) -> types.Tensor:
     """Thin-plate-spline sampling grid through `K` control points.
 
     The spline `T(p) = a0 + a1 x + a2 y + sum_k w_k U(|p - c_k|)` takes each

@@ -16,6 +16,7 @@ from keras_stn.ops import backend
 from keras_stn.ops import grids
 from keras_stn.ops import tps
 from keras_stn.utils import argument_validation
+from keras_stn.utils import types
 
 
 class Transform:
@@ -25,8 +26,8 @@ class Transform:
     either `matrix(theta)` (2x3 or 3x3 families) or override `grid`.
     """
 
-    name = None
-    num_params = None
+    name: str | None = None
+    num_params: int | None = None
     # Images (2: grids end in (x, y)) or volumes (3: (x, y, z)).
     spatial_dims = 2
 
@@ -199,7 +200,7 @@ class ThinPlateSpline(Transform):
         )
 
 
-_REGISTRY = {}
+_REGISTRY: dict[str, Transform] = {}
 
 
 def register(transform, name=None):
@@ -276,7 +277,12 @@ for _family in (
     register(_family)
 
 
-def grid_for(transform, theta, size, align_corners=False):
+def grid_for(
+    transform: "str | Transform",
+    theta: types.TensorLike,
+    size: types.Size,
+    align_corners: bool = False,
+) -> types.Tensor:
     """The sampling grid of any family's parameters.
 
     Args:
