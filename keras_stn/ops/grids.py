@@ -274,8 +274,15 @@ def affine_grid(
     theta = guard_non_finite(
         ops.cast(theta, argument_validation.compute_dtype(theta.dtype))
     )
+    return _affine_points(theta, size, align_corners)
+
+
+def _affine_points(theta, size, align_corners):
+    """`theta @ (x, y[, z], 1)` over the output grid of `size`, with its
+    hand-written gradient: `(B, *size, N)` for float theta `(B, N, N + 1)`.
+    """
     base = ops.convert_to_tensor(
-        base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
+        base_grid_numpy(tuple(size), bool(align_corners)), dtype=theta.dtype
     )
 
     # The base points are an input with no gradient, not an array the
@@ -294,7 +301,7 @@ def affine_grid(
 
         return points, _affine_grid_grad
 
-    return ops.reshape(_affine(theta, base), (-1, *size, 2))
+    return ops.reshape(_affine(theta, base), (-1, *size, len(size)))
 
 
 def projective_grid(
@@ -401,23 +408,4 @@ def affine_grid_3d(
         # about 100x faster than this one's block matrix on a 48^3 volume
         # on a CPU (benchmarks/torch_backend_benchmark.py).
         return native(theta, size, bool(align_corners))
-    theta = guard_non_finite(theta)
-    base = ops.convert_to_tensor(
-        base_grid_numpy(size, bool(align_corners)), dtype=theta.dtype
-    )
-
-    # The base points are an input with no gradient, not an array the
-    # function closes over (see `affine_grid`).
-    @ops.custom_gradient
-    def _affine_3d(theta, base):
-        points = combine_points(base, ops.transpose(theta, (0, 2, 1)))
-
-        def _affine_grid_3d_grad(*args, upstream=None):
-            """d theta[b, i, k] = sum_p upstream[b, p, i] base[p, k]."""
-            upstream = args[0] if upstream is None else upstream
-            grad = combine_points_gradient(base, upstream)
-            return ops.transpose(grad, (0, 2, 1)), None
-
-        return points, _affine_grid_3d_grad
-
-    return ops.reshape(_affine_3d(theta, base), (-1, *size, 3))
+    return _affine_points(guard_non_finite(theta), size, align_corners)
