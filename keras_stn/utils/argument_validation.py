@@ -277,7 +277,9 @@ def check_tensorflow_backend(function_name):
         raise RuntimeError(
             f"`{function_name}` builds its distortions with keras_stn.ops "
             "inside tf.data, which needs the TensorFlow Keras backend "
-            "(KERAS_BACKEND=tensorflow). Received: keras.backend.backend()="
+            "(KERAS_BACKEND=tensorflow, with TensorFlow installed: pip install "
+            '"keras-stn[tensorflow]"), or use the PyDataset adapter on any '
+            "backend. Received: keras.backend.backend()="
             f"{backend!r}"
         )
 
