@@ -119,9 +119,16 @@ def _add_training(parser):
     group.add_argument(
         "--epochs", type=_int_between(1), default=3, help="default 3"
     )
-    group.add_argument("--batch-size", type=_int_between(1), default=128)
     group.add_argument(
-        "--optimizer", type=str.lower, choices=("adam", "sgd"), default="adam"
+        "--batch-size", type=_int_between(1), default=128, help="default 128"
+    )
+    group.add_argument(
+        "--optimizer",
+        type=str.lower,
+        choices=("adam", "sgd"),
+        default="adam",
+        help="adam (default: Adam, cosine decay to 0) or sgd (the paper's: "
+        "momentum 0.9, the rate / 10 after each third of the steps)",
     )
     group.add_argument(
         "--learning-rate",
@@ -169,7 +176,13 @@ def _add_training(parser):
         action="store_false",
         help="do not save what the transformers do",
     )
-    group.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    group.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0: silent, 1: progress bars (default), 2: a line per epoch",
+    )
     _add_data_dirs(parser)
 
 
@@ -206,24 +219,52 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one network")
-    train.add_argument("--data", type=str.lower, choices=DATA, default="rts")
     train.add_argument(
-        "--model", type=str.lower, choices=MODELS, default="st-cnn"
+        "--data",
+        type=str.lower,
+        choices=DATA,
+        default="rts",
+        help="the distorted MNIST set (default rts)",
     )
     train.add_argument(
-        "--transform", type=str.lower, choices=TRANSFORMS, default="affine"
+        "--model",
+        type=str.lower,
+        choices=MODELS,
+        default="st-cnn",
+        help="the paper's network (default st-cnn)",
     )
-    train.add_argument("--out-dir", default="out/runs")
+    train.add_argument(
+        "--transform",
+        type=str.lower,
+        choices=TRANSFORMS,
+        default="affine",
+        help="the ST networks' transform family (default affine)",
+    )
+    train.add_argument(
+        "--out-dir",
+        default="out/runs",
+        help="where the run folder is written (default out/runs)",
+    )
     _add_training(train)
 
     table = commands.add_parser(
         "table", help="the Table 1 grid: models x transforms x data sets"
     )
     table.add_argument(
-        "--data", type=str.lower, choices=DATA, nargs="+", default=list(DATA)
+        "--data",
+        type=str.lower,
+        choices=DATA,
+        nargs="+",
+        default=list(DATA),
+        help="the data sets (default: all)",
     )
     table.add_argument(
-        "--models", type=str.lower, choices=MODELS, nargs="+", default=MODELS
+        "--models",
+        type=str.lower,
+        choices=MODELS,
+        nargs="+",
+        default=MODELS,
+        help="the networks (default: all)",
     )
     table.add_argument(
         "--transforms",
@@ -241,12 +282,21 @@ def _parser():
         default=["affine"],
         help="ST-FCN's transforms (default affine)",
     )
-    table.add_argument("--out-dir", default="out/table")
+    table.add_argument(
+        "--out-dir",
+        default="out/table",
+        help="where the run folders and the table go (default out/table)",
+    )
     _add_training(table)
 
     samples = commands.add_parser("samples", help="pictures of a data set")
     samples.add_argument(
-        "--data", type=str.lower, choices=DATA, nargs="+", default=list(DATA)
+        "--data",
+        type=str.lower,
+        choices=DATA,
+        nargs="+",
+        default=list(DATA),
+        help="the data sets (default: all)",
     )
     samples.add_argument(
         "--split", default="test", help="a tfds split (default test)"
@@ -257,8 +307,14 @@ def _parser():
         default=16,
         help="digits per data set (default 16)",
     )
-    samples.add_argument("--seed", type=int, default=0)
-    samples.add_argument("--out-dir", default="out/samples")
+    samples.add_argument(
+        "--seed", type=int, default=0, help="the distortions' seed (default 0)"
+    )
+    samples.add_argument(
+        "--out-dir",
+        default="out/samples",
+        help="where the PNGs go (default out/samples)",
+    )
     _add_data_dirs(samples)
 
     show = commands.add_parser(
@@ -280,8 +336,12 @@ def _parser():
         default=8,
         help="test digits in the picture (default 8)",
     )
-    show.add_argument("--seed", type=int, default=0)
-    show.add_argument("--out", default=None, help="PNG path")
+    show.add_argument(
+        "--seed", type=int, default=0, help="the digits' seed (default 0)"
+    )
+    show.add_argument(
+        "--out", default=None, help="PNG path (default <run>/pictures/show.png)"
+    )
     _add_data_dirs(show)
 
     invariance = commands.add_parser(
