@@ -345,22 +345,6 @@ def check_shape(shape, rank, name, form, owner=None, known_axes=(), hint=""):
         )
 
 
-def check_channels_last(owner):
-    """Raises a ValueError unless `keras.config.image_data_format()` is
-    `"channels_last"`, the only layout `owner` reads."""
-    data_format = keras.config.image_data_format()
-    if data_format != "channels_last":
-        raise ValueError(
-            f"{owner} works on channels-last tensors (B, H, W, C): its "
-            "localization reads the image data format Keras is set to, its "
-            "sampler always warps axes 1 and 2. Call "
-            "keras.config.set_image_data_format('channels_last') before "
-            "building the model (and transpose channels-first data with "
-            "keras.ops.transpose(x, (0, 2, 3, 1))). Received: "
-            f"keras.config.image_data_format()={data_format!r}"
-        )
-
-
 def check_path(value, name):
     """Returns `value` as a non-empty str path, or raises a ValueError."""
     import os
